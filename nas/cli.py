@@ -1,0 +1,188 @@
+"""The `nas` command: `nas search`, `nas list`, `nas arch info`.
+
+User errors (bad flags, config values, arch strings, files) print one line `nas: error: ...` and exit 2;
+an interrupted search tells how to resume and exits 130.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from .errors import UserError
+
+EXIT_USER_ERROR = 2
+EXIT_INTERRUPTED = 130
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports a usage error in one line (plus the usual usage line) with exit code 2."""
+
+    def error(self, message: str):  # noqa: D102
+        self.exit(EXIT_USER_ERROR, f"{self.prog}: error: {message}; see '{self.prog} --help'\n")
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    from . import __version__
+
+    parser = _Parser(prog="nas", description="Weight-sharing neural architecture search.")
+    parser.add_argument("--version", action="version", version=f"supernas {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+
+    search = sub.add_parser("search", help="train a supernet with a sampler and search an arch",
+                            description="Train a supernet with a sampling strategy, then pick an arch with "
+                                        "inherited weights. Presets: configs/; every key can be set with --set.")
+    search.add_argument("--space", help="search space (nas list)")
+    search.add_argument("--strategy", help="sampling strategy (nas list)")
+    search.add_argument("--dataset", help="dataset (nas list)")
+    search.add_argument("--epochs", type=int, help="training epochs")
+    search.add_argument("--seed", type=int, help="run seed (weights, data order, sampling)")
+    search.add_argument("--data-dir", help="folder holding (or receiving) dataset files")
+    search.add_argument("--download", action="store_true", default=None, help="download cifar10/cifar100")
+    search.add_argument("--device", help="auto, cpu, cuda, cuda:N or mps")
+    search.add_argument("--config", action="append", default=[], metavar="FILE",
+                        help="YAML config file or experiment preset name (repeatable, later wins)")
+    search.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides",
+                        help="override one config key, e.g. --set train.lr=0.05 (repeatable)")
+    search.add_argument("--out", help="run directory (default: a new folder under runs/)")
+    search.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run with its saved config")
+    search.add_argument("--quiet", action="store_true", help="no console output (the log file still gets it)")
+
+    sub.add_parser("list", help="list spaces, strategies, datasets, searchers and config presets")
+
+    arch = sub.add_parser("arch", help="inspect architectures")
+    arch_sub = arch.add_subparsers(dest="arch_command", metavar="ACTION", parser_class=_Parser)
+    info = arch_sub.add_parser("info", help="params, FLOPs and canonical form of an arch")
+    info.add_argument("--space", required=True, help="search space (nas list)")
+    info.add_argument("--arch", required=True, help="arch string, e.g. '|nor_conv_3x3~0|+|...|'")
+    info.add_argument("--dataset", default="cifar10", help="task the counts are for (default cifar10)")
+    info.add_argument("--C", type=int, default=16, help="initial channels (default 16)")
+    info.add_argument("--N", type=int, default=5, help="cells per stage (default 5)")
+    info.add_argument("--json", action="store_true", help="print JSON")
+    return parser
+
+
+_TASKS = {  # classes, input channels, image size of the benchmark tasks
+    "cifar10": (10, 3, 32), "cifar100": (100, 3, 32), "imagenet16-120": (120, 3, 16), "digits": (10, 1, 8),
+}
+
+
+def _cmd_search(args: argparse.Namespace, argv: Sequence[str]) -> int:
+    from . import config as cfg
+    from . import pipeline, rundir
+
+    if args.resume:
+        given = [f"--{name.replace('_', '-')}" for name in ("space", "strategy", "dataset", "epochs", "seed",
+                                                            "data_dir", "download", "device", "out")
+                 if getattr(args, name) is not None] + (["--config"] if args.config else []) + (
+                     ["--set"] if args.overrides else [])
+        if given:
+            raise UserError(
+                f"--resume continues {args.resume} with its saved config.yaml; drop {', '.join(given)}"
+            )
+        run_path = Path(args.resume)
+        config = rundir.load_config(run_path)
+        summary_path = run_path / "summary.json"
+        if summary_path.is_file() and json.loads(summary_path.read_text()).get("status") == "complete":
+            print(f"{run_path} is already complete; nothing to resume", file=sys.stderr)
+            return 0
+        resume = True
+    else:
+        flags = {
+            "space.name": args.space, "strategy.name": args.strategy, "data.name": args.dataset,
+            "train.epochs": args.epochs, "seed": args.seed, "data.data_dir": args.data_dir,
+            "data.download": args.download, "train.device": args.device,
+        }
+        config = cfg.resolve(args.config, flags, args.overrides)
+        run_path = rundir.create(args.out or rundir.default_run_dir(config), config)
+        resume = False
+    try:
+        pipeline.run_search(config, run_path, argv, quiet=args.quiet, resume=resume)
+    except KeyboardInterrupt:
+        print(f"\ninterrupted; continue with: nas search --resume {run_path}", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    return 0
+
+
+def _cmd_list(args: argparse.Namespace) -> int:
+    import searchspaces
+    import strategies
+
+    from . import config as cfg
+    from . import data
+
+    presets = cfg.presets_dir() / "experiments"
+    print("spaces:")
+    for name in searchspaces.names():
+        print(f"  {name:16s} {searchspaces.DESCRIPTIONS.get(name, '')}")
+    print("strategies:")
+    for name in strategies.names():
+        print(f"  {name:16s} {strategies.DESCRIPTIONS.get(name, '')}")
+    print("datasets:")
+    for name in data.DATASETS:
+        print(f"  {name}")
+    print("searchers (search.method):")
+    for name in (*strategies.SEARCHERS, "none"):
+        print(f"  {name}")
+    print("benchmarks:")
+    print("  (ground-truth tables arrive with `nasbench`; none registered yet)")
+    print("experiment presets (--config NAME):")
+    for path in sorted(presets.glob("*.yaml")):
+        print(f"  {path.stem}")
+    return 0
+
+
+def _cmd_arch_info(args: argparse.Namespace) -> int:
+    import searchspaces
+
+    if args.dataset not in _TASKS:
+        raise UserError(f"unknown dataset {args.dataset!r} for arch info; accepted: {', '.join(_TASKS)}")
+    space = searchspaces.get(args.space)
+    arch = space.parse(args.arch)
+    classes, channels, size = _TASKS[args.dataset]
+    task = dict(num_classes=classes, in_channels=channels, image_size=size, C=args.C, N=args.N)
+    info = {
+        "space": space.name,
+        "arch": arch.to_string(),
+        "codes": "".join(map(str, arch.codes())),
+        "valid": space.is_valid(arch),
+        "dataset": args.dataset,
+        "params": space.params(arch, **task),
+        "flops": space.flops(arch, **task),
+    }
+    if args.json:
+        print(json.dumps(info, indent=2))
+    else:
+        print(f"arch       {info['arch']}")
+        print(f"codes      {info['codes']}  (op index per edge)")
+        print(f"connected  {'yes' if info['valid'] else 'no: the output node is unreachable'}")
+        print(f"params     {info['params']:,}  ({info['params'] / 1e6:.6f} M, {args.dataset}, affine BN)")
+        print(f"FLOPs      {info['flops']:,}  ({info['flops'] / 1e6:.2f} M multiply-adds per image)")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `nas` console script; returns the exit status."""
+    import searchspaces
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = _build_parser()
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "search":
+            return _cmd_search(args, argv)
+        if args.command == "list":
+            return _cmd_list(args)
+        if args.command == "arch" and args.arch_command == "info":
+            return _cmd_arch_info(args)
+        parser.print_help(sys.stderr)
+        return EXIT_USER_ERROR
+    except (UserError, searchspaces.SpaceError) as exc:
+        print(f"nas: error: {exc}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except KeyboardInterrupt:
+        print("\ninterrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED

@@ -1,0 +1,381 @@
+"""Run configuration: YAML presets, dotted overrides, validation, the resolved config of a run.
+
+Resolution order (later wins): `configs/defaults.yaml` < `configs/spaces/<space>.yaml` <
+`configs/strategies/<strategy>.yaml` < `configs/datasets/<dataset>.yaml` < `--config FILE` < the named
+command-line flags < `--set key=value`. The space, strategy and dataset names themselves are taken from the
+same layers first, so presets follow what the user asked for. Every key is validated; a bad one stops the
+run with one sentence that names the key, the value and what is accepted.
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import importlib.resources
+from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+import searchspaces
+import strategies
+import supernets
+
+from . import data as datasets
+from .errors import UserError
+
+Config = dict[str, Any]
+
+
+def presets_dir() -> Path:
+    """`configs/` of the source tree, or the copy installed as package data (`nas.presets`)."""
+    source = Path(__file__).resolve().parent.parent / "configs"
+    if (source / "defaults.yaml").is_file():
+        return source
+    return Path(str(importlib.resources.files("nas.presets")))
+
+
+def load_yaml(path: str | Path) -> Config:
+    """Read a YAML mapping with the safe loader; a bad file is a user error."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise UserError(f"cannot read config file {str(path)!r}: {exc.strerror or exc}") from None
+    try:
+        loaded = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark else ""
+        raise UserError(f"config file {str(path)!r} is not valid YAML{where}") from None
+    if loaded is None:
+        return {}
+    if not isinstance(loaded, dict):
+        raise UserError(f"config file {str(path)!r} must hold a mapping of sections, got {type(loaded).__name__}")
+    return loaded
+
+
+def merge(base: Mapping[str, Any], over: Mapping[str, Any]) -> Config:
+    """Deep merge: mappings merge key by key, anything else in `over` replaces."""
+    out = copy.deepcopy(dict(base))
+    for key, value in over.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
+            out[key] = merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def parse_override(item: str) -> Config:
+    """`train.lr=0.05` -> `{"train": {"lr": 0.05}}`; the value is read as YAML (numbers, true/false, null)."""
+    key, sep, raw = item.partition("=")
+    key = key.strip()
+    if not sep or not key or any(not part for part in key.split(".")):
+        raise UserError(f"--set takes KEY=VALUE with a dotted key such as train.lr=0.05, got {item!r}")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError:
+        value = raw
+    nested: Config = {}
+    cursor = nested
+    parts = key.split(".")
+    for part in parts[:-1]:
+        cursor = cursor.setdefault(part, {})
+    cursor[parts[-1]] = value
+    return nested
+
+
+def find_config_file(name: str) -> Path:
+    """A path, or the name of a preset under configs/experiments/ (with or without .yaml)."""
+    path = Path(name)
+    if path.is_file():
+        return path
+    experiments = presets_dir() / "experiments"
+    for candidate in (experiments / name, experiments / f"{name}.yaml"):
+        if candidate.is_file():
+            return candidate
+    known = sorted(p.stem for p in experiments.glob("*.yaml"))
+    raise UserError(f"config {name!r} is neither a file nor a preset; presets: {', '.join(known)}")
+
+
+def _preset(kind: str, name: str) -> Config:
+    path = presets_dir() / kind / f"{name}.yaml"
+    return load_yaml(path) if path.is_file() else {}
+
+
+def resolve(
+    config_files: Iterable[str] = (),
+    flags: Mapping[str, Any] | None = None,
+    overrides: Iterable[str] = (),
+) -> Config:
+    """Build and validate the config of a run from presets, config files, flags and `--set` overrides."""
+    files = [load_yaml(find_config_file(f)) for f in config_files]
+    flag_layer: Config = {}
+    for dotted, value in (flags or {}).items():
+        if value is not None:
+            _set(flag_layer, dotted, value)
+    set_layers = [parse_override(item) for item in overrides]
+    user_layers = [*files, flag_layer, *set_layers]
+
+    config = load_yaml(presets_dir() / "defaults.yaml")
+    names = config
+    for layer in user_layers:
+        names = merge(names, layer)
+    for kind, section in (("spaces", "space"), ("strategies", "strategy"), ("datasets", "data")):
+        name = names.get(section, {}).get("name") if isinstance(names.get(section), Mapping) else None
+        if isinstance(name, str):
+            config = merge(config, _preset(kind, name))
+    for layer in user_layers:
+        config = merge(config, layer)
+    validate(config)
+    return config
+
+
+def _set(config: Config, dotted: str, value: Any) -> None:
+    parts = dotted.split(".")
+    cursor = config
+    for part in parts[:-1]:
+        cursor = cursor.setdefault(part, {})
+    cursor[parts[-1]] = value
+
+
+def get(config: Mapping[str, Any], dotted: str) -> Any:
+    cursor: Any = config
+    for part in dotted.split("."):
+        cursor = cursor[part]
+    return cursor
+
+
+# --- validation ------------------------------------------------------------------------------------
+Check = Callable[[str, Any], None]
+
+
+def _fail(key: str, value: Any, accepted: str) -> None:
+    raise UserError(f"{key}={value!r} is not valid; accepted: {accepted}")
+
+
+def _int(lo: int | None = None, hi: int | None = None, nullable: bool = False) -> Check:
+    def check(key: str, value: Any) -> None:
+        if value is None and nullable:
+            return
+        if isinstance(value, bool) or not isinstance(value, int):
+            _fail(key, value, _range_text("an integer", lo, hi, nullable))
+        if (lo is not None and value < lo) or (hi is not None and value > hi):
+            _fail(key, value, _range_text("an integer", lo, hi, nullable))
+    return check
+
+
+def _float(lo: float | None = None, hi: float | None = None, hi_open: bool = False, nullable: bool = False) -> Check:
+    def check(key: str, value: Any) -> None:
+        if value is None and nullable:
+            return
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        if ok and lo is not None and value < lo:
+            ok = False
+        if ok and hi is not None and (value >= hi if hi_open else value > hi):
+            ok = False
+        if not ok:
+            _fail(key, value, _range_text("a number", lo, hi, nullable, hi_open))
+    return check
+
+
+def _range_text(kind: str, lo: Any, hi: Any, nullable: bool, hi_open: bool = False) -> str:
+    text = kind
+    if lo is not None and hi is not None:
+        text += f" from {lo} to {hi}" + (" (exclusive)" if hi_open else "")
+    elif lo is not None:
+        text += f" >= {lo}"
+    elif hi is not None:
+        text += f" <= {hi}"
+    return text + (" or null" if nullable else "")
+
+
+def _bool(key: str, value: Any) -> None:
+    if not isinstance(value, bool):
+        _fail(key, value, "true or false")
+
+
+def _choice(*options: Any, nullable: bool = False) -> Check:
+    def check(key: str, value: Any) -> None:
+        if value is None and nullable:
+            return
+        if value not in options:
+            _fail(key, value, ", ".join(map(str, options)) + (" or null" if nullable else ""))
+    return check
+
+
+def _path(nullable: bool = True) -> Check:
+    def check(key: str, value: Any) -> None:
+        if value is None and nullable:
+            return
+        if not isinstance(value, str) or not value:
+            _fail(key, value, "a directory path" + (" or null" if nullable else ""))
+    return check
+
+
+def _device(key: str, value: Any) -> None:
+    import re
+
+    if not isinstance(value, str) or not re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", value):
+        _fail(key, value, "auto, cpu, cuda, cuda:N or mps")
+
+
+def _named(kind: str, names: Callable[[], Iterable[str]]) -> Check:
+    def check(key: str, value: Any) -> None:
+        accepted = list(names())
+        if value not in accepted:
+            raise UserError(f"unknown {kind} {value!r} ({key}); accepted: {', '.join(accepted)}")
+    return check
+
+
+SCHEMA: dict[str, Check] = {
+    "seed": _int(0, 2**31 - 1),
+    "space.name": _named("search space", searchspaces.names),
+    "strategy.name": _named("strategy", strategies.names),
+    "data.name": _named("dataset", lambda: datasets.DATASETS),
+    "data.data_dir": _path(),
+    "data.download": _bool,
+    "data.valid_fraction": _float(0.0, 1.0, hi_open=True),
+    "data.split_seed": _int(0),
+    "train.epochs": _int(1),
+    "train.batch_size": _int(2),
+    "train.lr": _float(0.0),
+    "train.lr_min": _float(0.0),
+    "train.lr_step": _choice("epoch", "step"),
+    "train.warmup_epochs": _int(0),
+    "train.momentum": _float(0.0, 1.0, hi_open=True),
+    "train.nesterov": _bool,
+    "train.weight_decay": _float(0.0),
+    "train.grad_clip": _float(0.0),
+    "train.drop_last": _bool,
+    "train.amp": _bool,
+    "train.device": _device,
+    "train.deterministic": _bool,
+    "train.log_every": _int(1),
+    "train.keep_every": _int(0),
+    "train.threads": _int(0),
+    "eval.batch_size": _int(2),
+    "eval.bn_mode": _choice(*supernets.BN_MODES, nullable=True),
+    "eval.calib_batches": _int(1),
+    "eval.calib_batch_size": _int(2),
+    "eval.monitor_archs": _int(0),
+    "search.method": _choice("evolution", "random", "none"),
+    "search.budget": _int(1),
+    "search.population": _int(1),
+    "search.sample_size": _int(1),
+    "search.split": _choice("valid", "test", "train"),
+    "search.valid_only": _bool,
+    "search.max_params": _int(1, nullable=True),
+    "search.max_flops": _int(1, nullable=True),
+}
+SECTIONS = ("seed", "space", "supernet", "strategy", "data", "train", "eval", "search")
+
+
+def _unknown(key: str, known: Iterable[str], where: str) -> UserError:
+    known = sorted(known)
+    close = difflib.get_close_matches(key, known, n=1)
+    hint = f" (did you mean {close[0]}?)" if close else ""
+    return UserError(f"unknown config key {key!r}{hint}; accepted {where}: {', '.join(known)}")
+
+
+def _flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in config.items():
+        dotted = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            out.update(_flatten(value, dotted + "."))
+        else:
+            out[dotted] = value
+    return out
+
+
+def validate(config: Config) -> None:
+    """Raise `UserError` with one sentence for the first invalid or unknown key."""
+    for section in config:
+        if section not in SECTIONS:
+            raise _unknown(section, SECTIONS, "sections")
+    for section in SECTIONS:
+        if section != "seed" and not isinstance(config.get(section), Mapping):
+            raise UserError(f"config section {section!r} must be a mapping of keys to values")
+    flat = _flatten(config)
+    for key in ("space.name", "strategy.name", "data.name"):
+        if key not in flat:
+            raise UserError(f"config key {key!r} is missing")
+        SCHEMA[key](key, flat[key])
+    space_name, strategy_name = config["space"]["name"], config["strategy"]["name"]
+
+    supernet_options = supernets.OPTIONS[space_name]
+    strategy_options = strategies.strategy_class(strategy_name).OPTIONS
+    for key, value in flat.items():
+        section, _, rest = key.partition(".")
+        if section == "supernet":
+            if rest not in supernet_options:
+                raise _unknown(key, [f"supernet.{k}" for k in supernet_options], f"for space {space_name}")
+            _check_like(key, value, supernet_options[rest])
+        elif section == "strategy" and rest != "name":
+            if rest not in strategy_options:
+                raise _unknown(key, [f"strategy.{k}" for k in strategy_options] or ["strategy.name"],
+                               f"for strategy {strategy_name}")
+            _check_like(key, value, strategy_options[rest])
+        elif section in ("supernet", "strategy"):
+            continue
+        elif key in SCHEMA:
+            SCHEMA[key](key, value)
+        else:
+            raise _unknown(key, [k for k in SCHEMA if k.startswith(section + ".")] or SCHEMA, f"in {section}")
+    for key in SCHEMA:
+        if key not in flat:
+            raise UserError(f"config key {key!r} is missing; add it or leave it to the defaults")
+    _validate_combinations(config)
+
+
+def _check_like(key: str, value: Any, default: Any) -> None:
+    """Options declared by a strategy/supernet are checked against the type of their default."""
+    if key == "supernet.bn_mode":
+        return _choice(*supernets.BN_MODES)(key, value)
+    if isinstance(default, bool):
+        return _bool(key, value)
+    if isinstance(default, int):
+        return _int(1 if key in ("supernet.C", "supernet.N") else None)(key, value)
+    if isinstance(default, float):
+        return _float()(key, value)
+    if isinstance(default, str) and not isinstance(value, str):
+        _fail(key, value, "a string")
+
+
+def _validate_combinations(config: Config) -> None:
+    data, train, search, ev = config["data"], config["train"], config["search"], config["eval"]
+    if train["lr_min"] > train["lr"]:
+        raise UserError(f"train.lr_min={train['lr_min']} is larger than train.lr={train['lr']}; lr_min must be <= lr")
+    if train["warmup_epochs"] >= train["epochs"]:
+        raise UserError(
+            f"train.warmup_epochs={train['warmup_epochs']} leaves no epoch after warm-up; "
+            f"use fewer than train.epochs={train['epochs']}"
+        )
+    needs_valid = (search["method"] != "none" and search["split"] == "valid") or ev["monitor_archs"] > 0
+    if needs_valid and data["valid_fraction"] == 0:
+        raise UserError(
+            "data.valid_fraction=0 leaves no validation split, but search.split=valid or eval.monitor_archs>0 "
+            "need one; set data.valid_fraction > 0, search.split=test, or eval.monitor_archs=0"
+        )
+    if search["sample_size"] > search["population"]:
+        raise UserError(
+            f"search.sample_size={search['sample_size']} exceeds search.population={search['population']}; "
+            "the tournament samples from the population"
+        )
+    bn_build = config["supernet"].get("bn_mode", "batch")
+    bn_eval = ev["bn_mode"] or bn_build
+    if bn_build == "batch" and bn_eval != "batch":
+        raise UserError(
+            f"eval.bn_mode={bn_eval} needs running BN statistics, but supernet.bn_mode=batch keeps none; "
+            "use eval.bn_mode=batch or build with supernet.bn_mode=running"
+        )
+    if data["download"] and data["name"] not in ("cifar10", "cifar100"):
+        raise UserError(f"data.download works for cifar10 and cifar100 only, not {data['name']!r}")
+
+
+def dump(config: Config) -> str:
+    """The config as YAML text, sections in a stable, readable order."""
+    ordered = {key: config[key] for key in SECTIONS if key in config}
+    return yaml.safe_dump(ordered, sort_keys=False, default_flow_style=False)

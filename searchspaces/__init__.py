@@ -1,0 +1,36 @@
+"""Search spaces: WHAT can be chosen. Pure Python + numpy; no torch.
+
+    import searchspaces
+    space = searchspaces.get("nb201")
+    arch = space.parse("|nor_conv_3x3~0|+|none~0|skip_connect~1|+|...|")
+    arch = space.sample(np.random.default_rng(0)); arch.to_string()
+"""
+
+from __future__ import annotations
+
+from .core import Arch, Decision, Space, SpaceError
+from .nb201 import NB201Space
+
+_REGISTRY: dict[str, type[Space]] = {
+    "nb201": NB201Space,
+}
+
+DESCRIPTIONS: dict[str, str] = {
+    "nb201": "NAS-Bench-201 cell: 6 edges x 5 ops, 15,625 archs, one genotype for all 15 cells",
+}
+
+
+def names() -> tuple[str, ...]:
+    """Registered space names."""
+    return tuple(_REGISTRY)
+
+
+def get(name: str) -> Space:
+    """A fresh, unrestricted space by name."""
+    try:
+        return _REGISTRY[name]()
+    except KeyError:
+        raise SpaceError(f"unknown search space {name!r}; accepted: {', '.join(_REGISTRY)}") from None
+
+
+__all__ = ["Arch", "Decision", "Space", "SpaceError", "NB201Space", "get", "names", "DESCRIPTIONS"]

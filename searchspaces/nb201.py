@@ -1,0 +1,142 @@
+"""NAS-Bench-201: a cell of 4 nodes and 6 edges, 5 ops per edge, one genotype shared by all 15 cells.
+
+Op and edge orders follow the benchmark exactly (specs/ALGORITHMS.md §0.1): ops
+`none, skip_connect, nor_conv_1x1, nor_conv_3x3, avg_pool_3x3`; edges `1<-0, 2<-0, 2<-1, 3<-0, 3<-1, 3<-2`.
+The canonical string is the benchmark key `|o0~0|+|o1~0|o2~1|+|o3~0|o4~1|o5~2|`.
+
+Parameter and FLOP counts are analytic, for the benchmark's network (NATS-Bench `TinyNetwork`): stem conv
+3x3 + BN, three stages of N cells at C, 2C, 4C channels joined by ResNet basic blocks with stride 2, final
+BN + ReLU, global pooling and a linear classifier. In the benchmark's training configuration BatchNorm is
+affine and convolutions inside ReLU-Conv-BN have no bias (`bias = not affine`); supernets of PA&DA/GM-NAS
+use `affine=False`, which drops BN weights and adds conv biases. Both are counted here.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .core import Arch, Decision, Space, SpaceError
+
+OPS: tuple[str, ...] = ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3")
+EDGES: tuple[tuple[int, int], ...] = ((1, 0), (2, 0), (2, 1), (3, 0), (3, 1), (3, 2))
+EDGE_LABELS: tuple[str, ...] = tuple(f"{t}<-{s}" for t, s in EDGES)
+PARAMETRIC_OPS: tuple[str, ...] = ("nor_conv_1x1", "nor_conv_3x3")
+_KERNEL = {"nor_conv_1x1": 1, "nor_conv_3x3": 3}
+
+
+class NB201Space(Space):
+    """The NAS-Bench-201 cell space (15,625 encodings)."""
+
+    name = "nb201"
+
+    def __init__(self, allowed=None):
+        super().__init__([Decision(label, OPS) for label in EDGE_LABELS], allowed)
+
+    # --- canonical string ------------------------------------------------------------------------
+    def to_string(self, arch: Arch) -> str:
+        ops = arch.choices
+        nodes = []
+        for target in (1, 2, 3):
+            nodes.append(
+                "|" + "|".join(f"{ops[i]}~{s}" for i, (t, s) in enumerate(EDGES) if t == target) + "|"
+            )
+        return "+".join(nodes)
+
+    def parse(self, text: str) -> Arch:
+        """Parse a benchmark string such as `|nor_conv_3x3~0|+|none~0|skip_connect~1|+|...|`."""
+        text = text.strip()
+        example = "|nor_conv_3x3~0|+|nor_conv_3x3~0|avg_pool_3x3~1|+|skip_connect~0|nor_conv_3x3~1|skip_connect~2|"
+        nodes = text.split("+")
+        if len(nodes) != 3 or not all(n.startswith("|") and n.endswith("|") and len(n) > 2 for n in nodes):
+            raise SpaceError(f"{text!r} is not an NB201 arch string; expected the form {example}")
+        ops: dict[str, str] = {}
+        for target, node in enumerate(nodes, start=1):
+            items = node[1:-1].split("|")
+            if len(items) != target:
+                raise SpaceError(
+                    f"node {target} of {text!r} must have {target} input edge(s), got {len(items)}; expected the "
+                    f"form {example}"
+                )
+            for item in items:
+                op, sep, source = item.partition("~")
+                if not sep or not source.isdigit() or int(source) >= target:
+                    raise SpaceError(f"{item!r} in {text!r} is not of the form op~source with source < {target}")
+                label = f"{target}<-{int(source)}"
+                if label in ops:
+                    raise SpaceError(f"edge {label} appears twice in {text!r}")
+                if op not in OPS:
+                    raise SpaceError(f"unknown NB201 op {op!r} in {text!r}; accepted: {', '.join(OPS)}")
+                ops[label] = op
+        return self.make(ops)
+
+    def op_idx(self, arch: Arch) -> str:
+        """The benchmark's 6-digit op index string (e.g. `421211`), edges in benchmark order."""
+        return "".join(str(c) for c in arch.codes())
+
+    # --- validity --------------------------------------------------------------------------------
+    def is_valid(self, arch: Arch) -> bool:
+        """Whether node 3 is reachable from node 0 through non-`none` edges (GM-NAS rule)."""
+        live = [op != "none" for op in arch.choices]
+        e0, e1, e2, e3, e4, e5 = live
+        return e3 or (e1 and e5) or (e0 and e4) or (e0 and e2 and e5)
+
+    # --- analytic costs --------------------------------------------------------------------------
+    def params(self, arch: Arch, num_classes: int = 10, C: int = 16, N: int = 5, in_channels: int = 3,
+               affine: bool = True, **_: Any) -> int:
+        """Parameters of the standalone network of `arch` (NB201 counts use `affine=True`)."""
+        widths = (C, 2 * C, 4 * C)
+        bn = 2 if affine else 0  # weight + bias per channel
+        bias = 0 if affine else 1  # ReLU-Conv-BN convs carry a bias when BN is not affine
+        total = in_channels * C * 9 + bn * C  # stem: conv 3x3 (no bias) + BN
+        for c in widths:
+            per_cell = sum(c * c * _KERNEL[op] ** 2 + bias * c + bn * c for op in arch.choices if op in _KERNEL)
+            total += N * per_cell
+        for c_in, c_out in zip(widths[:-1], widths[1:]):
+            total += c_in * c_out * 9 + (bias + bn) * c_out  # conv_a (stride 2)
+            total += c_out * c_out * 9 + (bias + bn) * c_out  # conv_b
+            total += c_in * c_out  # shortcut: avg-pool 2x2 + conv 1x1 without bias
+        total += bn * widths[-1]  # last BN
+        total += widths[-1] * num_classes + num_classes  # classifier
+        return int(total)
+
+    def flops(self, arch: Arch, num_classes: int = 10, C: int = 16, N: int = 5, in_channels: int = 3,
+              image_size: int = 32, affine: bool = True, **_: Any) -> int:
+        """Multiply-accumulates of one forward pass of one image, counted as NB201's FLOP counter does.
+
+        Conv: k*k*C_in*C_out per output position (+C_out if it has a bias); linear: in*out + out; average
+        pooling: k*k per output element; BatchNorm, ReLU and global pooling are not counted. Every
+        non-`none` edge counts, also when its input node carries only zeros (the network still runs it).
+        """
+        bias = 0 if affine else 1
+        widths = (C, 2 * C, 4 * C)
+        sizes = (image_size, -(-image_size // 2), -(-image_size // 4))
+        total = image_size * image_size * in_channels * C * 9  # stem
+        for c, s in zip(widths, sizes):
+            pos = s * s
+            per_cell = 0
+            for op in arch.choices:
+                if op in _KERNEL:
+                    per_cell += pos * (c * c * _KERNEL[op] ** 2 + bias * c)
+                elif op == "avg_pool_3x3":
+                    per_cell += pos * c * 9
+            total += N * per_cell
+        for c_in, c_out, s_out in zip(widths[:-1], widths[1:], sizes[1:]):
+            pos = s_out * s_out
+            total += pos * (c_in * c_out * 9 + bias * c_out)  # conv_a, stride 2
+            total += pos * (c_out * c_out * 9 + bias * c_out)  # conv_b
+            total += pos * c_in * 4  # avg-pool 2x2
+            total += pos * c_in * c_out  # conv 1x1
+        total += widths[-1] * num_classes + num_classes
+        return int(total)
+
+    def largest(self, **task: Any) -> Arch:
+        """All edges at the largest allowed parametric op (params are additive over edges)."""
+        order = {op: rank for rank, op in enumerate(("none", "skip_connect", "avg_pool_3x3", "nor_conv_1x1",
+                                                     "nor_conv_3x3"))}
+        return self.make([max(a, key=order.__getitem__) for a in self.allowed])
+
+    def smallest(self, **task: Any) -> Arch:
+        """All edges at the smallest allowed op (`none` < skip < pool < 1x1 < 3x3)."""
+        order = {op: rank for rank, op in enumerate(("none", "skip_connect", "avg_pool_3x3", "nor_conv_1x1",
+                                                     "nor_conv_3x3"))}
+        return self.make([min(a, key=order.__getitem__) for a in self.allowed])

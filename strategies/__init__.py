@@ -1,0 +1,44 @@
+"""Strategies: WHICH arch to train next, and how the final arch is picked.
+
+    strategy = strategies.get("uniform", reject_disconnected=False)
+    result = strategies.search.regularized_evolution(space, evaluate, budget=100, rng=rng)
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from . import search
+from .base import StepContext, Strategy
+from .search import SEARCHERS, SearchResult, random_search, regularized_evolution
+from .uniform import UniformStrategy
+
+_REGISTRY: dict[str, type[Strategy]] = {
+    "uniform": UniformStrategy,
+}
+
+DESCRIPTIONS: dict[str, str] = {
+    "uniform": "SPOS: one uniformly sampled path per step",
+}
+
+
+def names() -> tuple[str, ...]:
+    return tuple(_REGISTRY)
+
+
+def strategy_class(name: str) -> type[Strategy]:
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        raise ValueError(f"unknown strategy {name!r}; accepted: {', '.join(_REGISTRY)}") from None
+
+
+def get(name: str, **opts: Any) -> Strategy:
+    """A new strategy instance by name with its options."""
+    return strategy_class(name)(**opts)
+
+
+__all__ = [
+    "SEARCHERS", "SearchResult", "StepContext", "Strategy", "UniformStrategy", "get", "names", "random_search",
+    "regularized_evolution", "search", "strategy_class", "DESCRIPTIONS",
+]

@@ -1,0 +1,20 @@
+"""Uniform single-path sampling (SPOS, Guo et al. 2020): every step one arch, each decision uniform."""
+
+from __future__ import annotations
+
+from searchspaces import Arch
+
+from .base import Strategy
+
+
+class UniformStrategy(Strategy):
+    """SPOS: a fresh uniform arch per step; `reject_disconnected` resamples archs whose output is unreachable.
+
+    The reference SPOS/PA&DA baselines do not reject disconnected archs (default off); GM-NAS RSWS does.
+    """
+
+    name = "uniform"
+    OPTIONS = {"reject_disconnected": False}
+
+    def sample(self) -> Arch:
+        return self.space.sample(self.rng, valid_only=bool(self.opts["reject_disconnected"]))

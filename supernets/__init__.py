@@ -1,0 +1,46 @@
+"""Supernets: HOW shared weights compute a chosen arch (torch).
+
+    net = supernets.build(space, num_classes=10, C=16, N=5, bn_mode="batch")
+    logits = net(x, arch)
+    child = net.export(arch)   # standalone nn.Module with the inherited weights
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from searchspaces import Space
+
+from .base import ChoiceKey, Supernet
+from .bn import BN_MODES, batch_statistics, check_eval_mode, recalibrate
+from .nb201 import NB201Network, NB201Supernet
+
+_BUILDERS: dict[str, Callable[..., Supernet]] = {
+    "nb201": NB201Supernet,
+}
+
+OPTIONS: dict[str, dict[str, Any]] = {
+    "nb201": {"C": 16, "N": 5, "affine": False, "bn_mode": "batch"},
+}
+
+
+def build(space: Space, num_classes: int = 10, **opts: Any) -> Supernet:
+    """The supernet of `space` for a task with `num_classes` outputs; `opts` are the space's build options."""
+    try:
+        builder = _BUILDERS[space.name]
+    except KeyError:
+        raise ValueError(f"no supernet for space {space.name!r}; available: {', '.join(_BUILDERS)}") from None
+    unknown = sorted(set(opts) - set(OPTIONS[space.name]) - {"in_channels"})
+    if unknown:
+        raise ValueError(
+            f"unknown supernet option(s) {', '.join(unknown)} for space {space.name!r}; accepted: "
+            f"{', '.join(sorted(OPTIONS[space.name]))}, in_channels"
+        )
+    return builder(space, num_classes=num_classes, **opts)
+
+
+__all__ = [
+    "BN_MODES", "ChoiceKey", "NB201Network", "NB201Supernet", "OPTIONS", "Supernet", "batch_statistics", "build",
+    "check_eval_mode", "recalibrate",
+]

@@ -1,0 +1,55 @@
+"""What every supernet offers the rest of the framework (DESIGN.md, "Supernet")."""
+
+from __future__ import annotations
+
+from collections.abc import Hashable
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from searchspaces import Arch, Space
+
+
+@dataclass(frozen=True)
+class ChoiceKey:
+    """Registry key of a parameter: `(scope, index, label, choice)`, e.g. `("cell", 7, "2<-1", "nor_conv_3x3")`.
+
+    Shared parameters have `label` and `choice` set to None (`("stem", None, None, None)`).
+    """
+
+    scope: str
+    index: int | None
+    label: str | None
+    choice: Hashable | None
+
+
+class Supernet(nn.Module):
+    """A weight-sharing network over a space: `net(x, arch)` runs one path."""
+
+    space: Space
+    num_classes: int
+
+    def forward(self, x: torch.Tensor, arch: Arch) -> torch.Tensor:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def parameter_registry(self) -> list[tuple[ChoiceKey, str, nn.Parameter]]:  # pragma: no cover - abstract
+        """Every parameter with its registry key and name, in a stable order."""
+        raise NotImplementedError
+
+    def choice_parameters(self) -> dict[tuple[str, Hashable], list[nn.Parameter]]:
+        """`(label, choice) -> parameters only that candidate uses` (across all cells sharing the decision).
+
+        Parameter-free candidates map to an empty list. A strategy reads per-candidate gradient norms here.
+        """
+        out: dict[tuple[str, Hashable], list[nn.Parameter]] = {
+            (d.label, c): [] for d in self.space.decisions for c in d.candidates
+        }
+        for key, _, p in self.parameter_registry():
+            if key.label is not None:
+                out[(key.label, key.choice)].append(p)
+        return out
+
+    def export(self, arch: Arch) -> nn.Module:  # pragma: no cover - abstract
+        """A standalone module of `arch` with the inherited weights copied in."""
+        raise NotImplementedError
