@@ -12,6 +12,7 @@ from __future__ import annotations
 import copy
 import difflib
 import importlib.resources
+import re
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,21 @@ from . import data as datasets
 from .errors import UserError
 
 Config = dict[str, Any]
+
+
+class _Loader(yaml.SafeLoader):
+    """The safe loader, also reading `1e-3` as a number (YAML 1.1 wants a dot: `1.0e-3`)."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+    list("-+0123456789"),
+)
+
+
+def _safe_load(text: str) -> Any:
+    return yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
 
 
 def presets_dir() -> Path:
@@ -44,7 +60,7 @@ def load_yaml(path: str | Path) -> Config:
     except OSError as exc:
         raise UserError(f"cannot read config file {str(path)!r}: {exc.strerror or exc}") from None
     try:
-        loaded = yaml.safe_load(text)
+        loaded = _safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark else ""
@@ -74,7 +90,7 @@ def parse_override(item: str) -> Config:
     if not sep or not key or any(not part for part in key.split(".")):
         raise UserError(f"--set takes KEY=VALUE with a dotted key such as train.lr=0.05, got {item!r}")
     try:
-        value = yaml.safe_load(raw) if raw.strip() else None
+        value = _safe_load(raw) if raw.strip() else None
     except yaml.YAMLError:
         value = raw
     nested: Config = {}

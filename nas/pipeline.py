@@ -166,7 +166,9 @@ def _pick_arch(config: dict, net, space, strategy, bundle, reporter: Reporter) -
             reporter.live(f"search {n}/{sc['budget']}  {score:.2f}%  {arch.to_string()}")
 
         rng = np.random.default_rng(derive_seed(config["seed"], STREAM_SEARCH))
-        kwargs = {"population": sc["population"], "sample_size": sc["sample_size"]} if sc["method"] == "evolution" else {}
+        kwargs = {}
+        if sc["method"] == "evolution":
+            kwargs = {"population": sc["population"], "sample_size": sc["sample_size"]}
         result = strategies.SEARCHERS[sc["method"]](
             space, evaluator, budget=sc["budget"], rng=rng, valid_only=sc["valid_only"],
             allowed=allowed if any(v is not None for v in limits.values()) else None, on_result=on_result, **kwargs,

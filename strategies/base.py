@@ -88,7 +88,7 @@ class Strategy:
         return {}
 
     def derive(self) -> Arch | None:
-        """The strategy's own final arch, if it has one (gradient methods); None means: search with inherited weights."""
+        """The strategy's own final arch (gradient methods), or None: search with inherited weights instead."""
         return None
 
     # --- checkpointing ---------------------------------------------------------------------------

@@ -1,0 +1,37 @@
+"""Shared fixtures: where the ground-truth tables are, and small helpers."""
+
+from __future__ import annotations
+
+import csv
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+# Small CPU models train faster on one thread, and OpenMP threads spinning against another busy process can
+# slow a step down a hundredfold; subprocesses started by the tests inherit the same setting.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+torch.set_num_threads(1)
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def shared_data_dir() -> Path | None:
+    """`$SUPERNAS_SHARED_DATA`, else `../shared/data` beside the project root (as in CI)."""
+    env = os.environ.get("SUPERNAS_SHARED_DATA")
+    for candidate in ([Path(env)] if env else []) + [ROOT.parent / "shared" / "data"]:
+        if candidate.is_dir():
+            return candidate
+    return None
+
+
+@pytest.fixture(scope="session")
+def nb201_rows() -> list[dict[str, str]]:
+    """All rows of the shared NB201 table (skips when the shared data is not beside the project)."""
+    base = shared_data_dir()
+    path = base / "nb201" / "nb201_acc.csv" if base else None
+    if path is None or not path.is_file():
+        pytest.skip("shared data not found: set SUPERNAS_SHARED_DATA or put shared/data beside the project")
+    with open(path, newline="") as fh:
+        return list(csv.DictReader(fh))

@@ -1,0 +1,103 @@
+"""Training engine: schedule, resume equals an uninterrupted run, AMP, no per-step host sync by design."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from pathlib import Path
+
+import torch
+
+from nas import checkpoint, rundir
+from nas.cli import main
+from nas.engine import Schedule
+
+TINY = ["--dataset", "digits", "--set", "supernet.C=4", "--set", "supernet.N=1", "--set", "search.budget=5",
+        "--set", "eval.monitor_archs=1", "--set", "train.batch_size=128", "--quiet"]
+
+
+def _rows(path: Path) -> list[dict[str, str]]:
+    with open(path / "metrics.csv", newline="") as fh:
+        return [{k: v for k, v in row.items() if k != "epoch_time_s"} for row in csv.DictReader(fh)]
+
+
+def test_cosine_per_epoch_matches_torch_cosine_annealing():
+    param = torch.nn.Parameter(torch.zeros(1))
+    opt = torch.optim.SGD([param], lr=0.05)
+    torch_sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=10, eta_min=0.001)
+    ours = Schedule(lr=0.05, lr_min=0.001, epochs=10, steps_per_epoch=7, per_step=False)
+    for epoch in range(10):
+        for step in (0, 6):
+            assert math.isclose(ours(epoch, step), opt.param_groups[0]["lr"], rel_tol=1e-9)
+        opt.step()
+        torch_sched.step()
+    per_step = Schedule(lr=0.1, lr_min=0.0, epochs=2, steps_per_epoch=5, per_step=True, warmup_epochs=0)
+    lrs = [per_step(e, s) for e in range(2) for s in range(5)]
+    assert lrs[0] == 0.1 and all(a > b for a, b in zip(lrs, lrs[1:])) and lrs[-1] > 0
+    warm = Schedule(lr=0.1, lr_min=0.0, epochs=4, steps_per_epoch=5, per_step=True, warmup_epochs=1)
+    assert [round(warm(0, s), 6) for s in range(5)] == [0.02, 0.04, 0.06, 0.08, 0.1] and warm(1, 0) == 0.1
+
+
+def test_resume_after_interruption_reproduces_the_uninterrupted_run(tmp_path, monkeypatch):
+    full, cut = tmp_path / "full", tmp_path / "cut"
+    assert main(["search", *TINY, "--epochs", "3", "--out", str(full)]) == 0
+
+    real_write = rundir.write_metrics
+
+    def interrupt_after_first_epoch(path, rows):
+        real_write(path, rows)
+        if len(rows) == 2:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(rundir, "write_metrics", interrupt_after_first_epoch)
+    assert main(["search", *TINY, "--epochs", "3", "--out", str(cut)]) == 130
+    assert checkpoint.load(cut / "checkpoints" / "last.pt")["epoch"] == 2
+    assert not (cut / "summary.json").exists()
+    monkeypatch.setattr(rundir, "write_metrics", real_write)
+    assert main(["search", "--resume", str(cut), "--quiet"]) == 0
+
+    a = checkpoint.load(full / "checkpoints" / "last.pt")
+    b = checkpoint.load(cut / "checkpoints" / "last.pt")
+    assert a["epoch"] == b["epoch"] == 3 and a["global_step"] == b["global_step"]
+    for key, value in a["model"].items():
+        assert torch.equal(value, b["model"][key]), key
+    assert a["strategy"] == b["strategy"]
+    assert _rows(full) == _rows(cut)
+    assert json.loads((full / "arch.json").read_text()) == json.loads((cut / "arch.json").read_text())
+    history = json.loads((cut / "environment.json").read_text())
+    assert len(history) == 2 and history[1]["command"][1:3] == ["search", "--resume"]
+
+
+def test_different_seeds_give_different_runs(tmp_path):
+    for seed in (0, 1):
+        assert main(["search", *TINY, "--epochs", "1", "--seed", str(seed), "--out", str(tmp_path / str(seed))]) == 0
+    a = checkpoint.load(tmp_path / "0" / "checkpoints" / "last.pt")["model"]
+    b = checkpoint.load(tmp_path / "1" / "checkpoints" / "last.pt")["model"]
+    assert any(not torch.equal(a[k], b[k]) for k in a)
+
+
+def test_amp_on_cpu_trains(tmp_path):
+    out = tmp_path / "amp"
+    assert main(["search", *TINY, "--epochs", "1", "--set", "train.amp=true", "--out", str(out)]) == 0
+    rows = _rows(out)
+    assert math.isfinite(float(rows[0]["train_loss"]))
+
+
+def test_engine_syncs_with_the_host_only_outside_the_step(tmp_path, monkeypatch):
+    """`.item()` is called a bounded number of times per epoch, not once per step."""
+    calls = {"n": 0}
+    real_item = torch.Tensor.item
+
+    def counting_item(self):
+        calls["n"] += 1
+        return real_item(self)
+
+    monkeypatch.setattr(torch.Tensor, "item", counting_item)
+    out = tmp_path / "sync"
+    args = ["search", "--dataset", "digits", "--set", "supernet.C=4", "--set", "supernet.N=1",
+            "--set", "search.method=none", "--set", "eval.monitor_archs=0", "--set", "train.batch_size=16",
+            "--epochs", "1", "--quiet", "--out", str(out)]
+    assert main(args) == 0
+    steps = int(_rows(out)[0]["steps"])
+    assert steps >= 70 and calls["n"] <= 4
