@@ -68,13 +68,17 @@ def make_op(op: str, channels: int, affine: bool, bn_mode: str) -> nn.Module | N
     raise ValueError(f"unknown NB201 op {op!r}; accepted: {', '.join(OPS)}")
 
 
-# A cell plan: for nodes 1..3, the (source node, op module) pairs of its non-`none` input edges.
-CellPlan = tuple[tuple[tuple[int, nn.Module], ...], ...]
+# A cell plan: for nodes 1..3, the (source node, op module) pairs of its non-`none` input edges, or None for a
+# node whose value cannot reach the cell output (it is not computed: outputs and gradients are the same).
+CellPlan = tuple[tuple[tuple[int, nn.Module], ...] | None, ...]
 
 
 def _run_cell(x: torch.Tensor, plan: CellPlan) -> torch.Tensor:
-    nodes = [x]
+    nodes: list[torch.Tensor | None] = [x]
     for inputs in plan:
+        if inputs is None:
+            nodes.append(None)
+            continue
         if not inputs:  # every input edge is `none`: the node is zero, as the benchmark's Zero op gives
             nodes.append(torch.zeros_like(x))
             continue
@@ -87,9 +91,14 @@ def _run_cell(x: torch.Tensor, plan: CellPlan) -> torch.Tensor:
 
 
 def _plan(ops: Sequence[nn.Module | None]) -> CellPlan:
-    """Group the 6 edge modules (benchmark edge order, None for `none`) by target node."""
+    """Group the 6 edge modules (benchmark edge order, None for `none`) by target node, skipping dead nodes."""
+    useful = {3}
+    for target in (3, 2, 1):  # a node matters if a live edge carries it to a node that matters
+        if target in useful:
+            useful.update(s for i, (t, s) in enumerate(EDGES) if t == target and ops[i] is not None)
     return tuple(
         tuple((s, ops[i]) for i, (t, s) in enumerate(EDGES) if t == target and ops[i] is not None)
+        if target in useful else None
         for target in (1, 2, 3)
     )
 
@@ -107,9 +116,14 @@ class SearchCell(nn.Module):
                 if module is not None:
                     candidates[op] = module
             self.edges[label] = candidates
+        self._plans: dict[tuple[Hashable, ...], CellPlan] = {}
 
-    def plan(self, choices: Sequence[Hashable]) -> CellPlan:
-        return _plan([self.edges[label][op] if op != "none" else None for label, op in zip(EDGE_LABELS, choices)])
+    def plan(self, choices: tuple[Hashable, ...]) -> CellPlan:
+        cached = self._plans.get(choices)
+        if cached is None:  # at most 15,625 plans of a few tuples each
+            cached = _plan([self.edges[label][op] if op != "none" else None for label, op in zip(EDGE_LABELS, choices)])
+            self._plans[choices] = cached
+        return cached
 
 
 class InferCell(nn.Module):

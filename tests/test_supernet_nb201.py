@@ -75,13 +75,32 @@ def _hook_flops(model: nn.Module, x: torch.Tensor) -> int:
     return total[0]
 
 
+def _has_dead_edges(arch) -> bool:
+    """Whether some live edge ends at a node from which no live path leads to the output node 3."""
+    edges = [((1, 0), arch["1<-0"]), ((2, 0), arch["2<-0"]), ((2, 1), arch["2<-1"]), ((3, 0), arch["3<-0"]),
+             ((3, 1), arch["3<-1"]), ((3, 2), arch["3<-2"])]
+    live = [(t, s) for (t, s), op in edges if op != "none"]
+    reaches = {3}
+    for node in (2, 1, 0):
+        if any(s == node and t in reaches for t, s in live):
+            reaches.add(node)
+    return any(t not in reaches for t, _ in live)
+
+
 @pytest.mark.parametrize("image_size, num_classes", [(32, 10), (16, 120)])
 def test_flops_match_a_hook_count_of_the_real_network(space, image_size, num_classes):
-    for arch in _archs(space, n=6, seed=3):
+    """FLOPs follow NB201's convention (every non-`none` edge counts); our network skips edges whose output
+    cannot reach the cell output, so it does exactly that much work when there are none, and less otherwise."""
+    checked = {True: 0, False: 0, "less": 0}
+    for arch in _archs(space, n=30, seed=3):
         child = NB201Network(arch, num_classes=num_classes)
-        x = torch.randn(1, 3, image_size, image_size)
-        expected = _hook_flops(child, x)
-        assert space.flops(arch, num_classes=num_classes, image_size=image_size) == expected, arch
+        measured = _hook_flops(child, torch.randn(1, 3, image_size, image_size))
+        analytic = space.flops(arch, num_classes=num_classes, image_size=image_size)
+        dead = _has_dead_edges(arch)
+        assert (measured <= analytic) if dead else (measured == analytic), arch
+        checked[dead] += 1
+        checked["less"] += measured < analytic
+    assert checked["less"] > 0 and checked[False] > 5
 
 
 @pytest.mark.parametrize("bn_mode", ["batch", "running"])
