@@ -1,4 +1,4 @@
-"""The `nas` command: `nas search`, `nas list`, `nas arch info`.
+"""The `nas` command: `nas search`, `nas rank`, `nas bench build`, `nas list`, `nas arch info`.
 
 User errors (bad flags, config values, arch strings, files) print one line `nas: error: ...` and exit 2;
 an interrupted search tells how to resume and exits 130.
@@ -49,7 +49,47 @@ def _build_parser() -> argparse.ArgumentParser:
                         help="override one config key, e.g. --set train.lr=0.05 (repeatable)")
     search.add_argument("--out", help="run directory (default: a new folder under runs/)")
     search.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run with its saved config")
+    search.add_argument("--rank-every", type=int, metavar="E",
+                        help="every E epochs record Kendall tau against --rank-benchmark in metrics.csv")
+    search.add_argument("--rank-benchmark", metavar="NAME|DIR", help="benchmark for --rank-every (nas list)")
     search.add_argument("--quiet", action="store_true", help="no console output (the log file still gets it)")
+
+    rank = sub.add_parser("rank", help="ranking consistency of a trained supernet against a benchmark",
+                          description="Score benchmark archs with a run's inherited weights and compare with the "
+                                      "benchmark's truth: Kendall tau, Spearman, precision@k, regret, with "
+                                      "bootstrap intervals. Writes ranking.csv, ranking.json and a scatter plot.")
+    rank.add_argument("run_dir", metavar="RUN_DIR", help="a run directory written by nas search")
+    rank.add_argument("--benchmark", required=True, metavar="NAME|DIR",
+                      help="a registered benchmark (nas list) or a directory from nas bench build")
+    rank.add_argument("--dataset", help="benchmark dataset whose truth to use (default: the run's dataset)")
+    rank.add_argument("--metric", default="test_acc", help="benchmark metric (default test_acc)")
+    rank.add_argument("--archs", default="500", metavar="N|all", help="archs to evaluate (default 500)")
+    rank.add_argument("--bn-mode", help="batch, running or recalibrate (default: the run's eval.bn_mode)")
+    rank.add_argument("--split", default="test", help="split of the run's data that scores archs (default test)")
+    rank.add_argument("--eval-batch-size", type=int, help="evaluation batch size (default: the run's)")
+    rank.add_argument("--seed", type=int, default=0, help="seed of the arch sample and the bootstrap")
+    rank.add_argument("--bootstrap", type=int, default=1000, metavar="B", help="bootstrap resamples (default 1000)")
+    rank.add_argument("--out", help="where to write the files (default: RUN_DIR)")
+    rank.add_argument("--quiet", action="store_true", help="no console output")
+
+    bench = sub.add_parser("bench", help="build ground-truth benchmarks")
+    bench_sub = bench.add_subparsers(dest="bench_command", metavar="ACTION", parser_class=_Parser)
+    build = bench_sub.add_parser("build", help="train sampled archs stand-alone into a benchmark table",
+                                 description="Train N sampled archs from scratch (fixed seed and schedule) and "
+                                             "write a benchmark that nas rank --benchmark DIR reads. Rerun the "
+                                             "same command to resume: finished archs are not retrained.")
+    build.add_argument("--space", default="nb201", help="search space (default nb201)")
+    build.add_argument("--dataset", default="digits", help="dataset (default digits)")
+    build.add_argument("--archs", default="100", metavar="N|all", help="archs to train (default 100)")
+    build.add_argument("--epochs", type=int, default=20, help="training epochs per arch (default 20)")
+    build.add_argument("--out", required=True, help="benchmark directory")
+    build.add_argument("--seed", type=int, default=0, help="seed of the arch sample and of every training run")
+    build.add_argument("--data-dir", help="folder holding dataset files")
+    build.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
+    build.add_argument("--workers", type=int, default=1, help="parallel training processes (default 1)")
+    build.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides",
+                       help="training setting, e.g. --set lr=0.05 --set C=8 (see nas.standalone.StandaloneSettings)")
+    build.add_argument("--quiet", action="store_true", help="no console output")
 
     sub.add_parser("list", help="list spaces, strategies, datasets, searchers and config presets")
 
@@ -76,7 +116,8 @@ def _cmd_search(args: argparse.Namespace, argv: Sequence[str]) -> int:
 
     if args.resume:
         given = [f"--{name.replace('_', '-')}" for name in ("space", "strategy", "dataset", "epochs", "seed",
-                                                            "data_dir", "download", "device", "out")
+                                                            "data_dir", "download", "device", "out", "rank_every",
+                                                            "rank_benchmark")
                  if getattr(args, name) is not None] + (["--config"] if args.config else []) + (
                      ["--set"] if args.overrides else [])
         if given:
@@ -94,7 +135,8 @@ def _cmd_search(args: argparse.Namespace, argv: Sequence[str]) -> int:
         flags = {
             "space.name": args.space, "strategy.name": args.strategy, "data.name": args.dataset,
             "train.epochs": args.epochs, "seed": args.seed, "data.data_dir": args.data_dir,
-            "data.download": args.download, "train.device": args.device,
+            "data.download": args.download, "train.device": args.device, "rank.every": args.rank_every,
+            "rank.benchmark": args.rank_benchmark,
         }
         config = cfg.resolve(args.config, flags, args.overrides)
         run_path = rundir.create(args.out or rundir.default_run_dir(config), config)
@@ -104,6 +146,80 @@ def _cmd_search(args: argparse.Namespace, argv: Sequence[str]) -> int:
     except KeyboardInterrupt:
         print(f"\ninterrupted; continue with: nas search --resume {run_path}", file=sys.stderr)
         return EXIT_INTERRUPTED
+    return 0
+
+
+def _count(text: str, flag: str) -> int | None:
+    if text == "all":
+        return None
+    if not text.isdigit() or int(text) < 2:
+        raise UserError(f"{flag} takes a number of archs >= 2 or 'all', got {text!r}")
+    return int(text)
+
+
+def _cmd_rank(args: argparse.Namespace) -> int:
+    import supernets
+
+    from . import rank
+
+    if args.bn_mode is not None and args.bn_mode not in supernets.BN_MODES:
+        raise UserError(f"--bn-mode {args.bn_mode!r} is not valid; accepted: {', '.join(supernets.BN_MODES)}")
+    if args.split not in ("valid", "test", "train"):
+        raise UserError(f"--split {args.split!r} is not valid; accepted: valid, test, train")
+    if args.eval_batch_size is not None and args.eval_batch_size < 2:
+        raise UserError(f"--eval-batch-size must be at least 2, got {args.eval_batch_size}")
+    if args.bootstrap < 1:
+        raise UserError(f"--bootstrap must be at least 1, got {args.bootstrap}")
+    rank.rank_run(
+        Path(args.run_dir), args.benchmark, dataset=args.dataset, archs=_count(args.archs, "--archs"),
+        bn_mode=args.bn_mode, split=args.split, metric=args.metric, seed=args.seed,
+        eval_batch_size=args.eval_batch_size, out=Path(args.out) if args.out else None, n_boot=args.bootstrap,
+        quiet=args.quiet,
+    )
+    return 0
+
+
+def _cmd_bench_build(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    import searchspaces
+
+    from . import benchbuild, data
+    from . import config as cfg
+    from .progress import Reporter
+    from .standalone import StandaloneSettings
+
+    searchspaces.get(args.space)
+    if args.dataset not in data.DATASETS:
+        raise UserError(f"unknown dataset {args.dataset!r}; accepted: {', '.join(data.DATASETS)}")
+    if args.epochs < 1:
+        raise UserError(f"--epochs must be at least 1, got {args.epochs}")
+    if args.workers < 1:
+        raise UserError(f"--workers must be at least 1, got {args.workers}")
+    fields = {f.name: f for f in dataclasses.fields(StandaloneSettings)}
+    values = {"space": args.space, "dataset": args.dataset, "epochs": args.epochs, "seed": args.seed,
+              "data_dir": args.data_dir, "device": args.device}
+    settable = sorted(set(fields) - set(values))  # the rest have flags of their own
+    for item in args.overrides:
+        for key, value in cfg.parse_override(item).items():
+            if key not in settable:
+                raise UserError(f"--set {key} is not a training setting here; accepted: {', '.join(settable)}")
+            default = fields[key].default
+            if default is not None and not isinstance(value, type(default)) and not (
+                    isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool)):
+                raise UserError(f"--set {key}={value!r} is not valid; accepted: a {type(default).__name__}")
+            values[key] = value
+    settings = StandaloneSettings(**values)
+    out = Path(args.out)
+    reporter = Reporter(None, quiet=args.quiet)
+    try:
+        benchbuild.build(out, settings, _count(args.archs, "--archs"), workers=args.workers, reporter=reporter)
+        reporter.info(f"benchmark written to {out}; next: nas rank RUN_DIR --benchmark {out}")
+    except KeyboardInterrupt:
+        print(f"\ninterrupted; finished archs are kept: rerun the same command to resume {out}", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    finally:
+        reporter.close()
     return 0
 
 
@@ -127,8 +243,11 @@ def _cmd_list(args: argparse.Namespace) -> int:
     print("searchers (search.method):")
     for name in (*strategies.SEARCHERS, "none"):
         print(f"  {name}")
-    print("benchmarks:")
-    print("  (ground-truth tables arrive with `nasbench`; none registered yet)")
+    import nasbench
+
+    print("benchmarks (nas rank --benchmark NAME, or a directory from nas bench build):")
+    for name in nasbench.names():
+        print(f"  {name}")
     print("experiment presets (--config NAME):")
     for path in sorted(presets.glob("*.yaml")):
         print(f"  {path.stem}")
@@ -174,6 +293,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "search":
             return _cmd_search(args, argv)
+        if args.command == "rank":
+            return _cmd_rank(args)
+        if args.command == "bench" and args.bench_command == "build":
+            return _cmd_bench_build(args)
         if args.command == "list":
             return _cmd_list(args)
         if args.command == "arch" and args.arch_command == "info":

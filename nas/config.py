@@ -276,6 +276,12 @@ SCHEMA: dict[str, Check] = {
     "eval.calib_batches": _int(1),
     "eval.calib_batch_size": _int(2),
     "eval.monitor_archs": _int(0),
+    "rank.every": _int(0),
+    "rank.benchmark": _path(),
+    "rank.dataset": _path(),
+    "rank.metric": _path(nullable=False),
+    "rank.archs": _int(2),
+    "rank.split": _choice("valid", "test", "train"),
     "search.method": _choice("evolution", "random", "none"),
     "search.budget": _int(1),
     "search.population": _int(1),
@@ -285,7 +291,7 @@ SCHEMA: dict[str, Check] = {
     "search.max_params": _int(1, nullable=True),
     "search.max_flops": _int(1, nullable=True),
 }
-SECTIONS = ("seed", "space", "supernet", "strategy", "data", "train", "eval", "search")
+SECTIONS = ("seed", "space", "supernet", "strategy", "data", "train", "eval", "rank", "search")
 
 
 def _unknown(key: str, known: Iterable[str], where: str) -> UserError:
@@ -387,6 +393,11 @@ def _validate_combinations(config: Config) -> None:
             f"eval.bn_mode={bn_eval} needs running BN statistics, but supernet.bn_mode=batch keeps none; "
             "use eval.bn_mode=batch or build with supernet.bn_mode=running"
         )
+    if config["rank"]["every"] > 0 and not config["rank"]["benchmark"]:
+        raise UserError("rank.every > 0 (--rank-every) needs rank.benchmark: a benchmark name (nas list) or a "
+                        "directory written by nas bench build")
+    if config["rank"]["split"] == "valid" and config["rank"]["every"] > 0 and data["valid_fraction"] == 0:
+        raise UserError("rank.split=valid needs data.valid_fraction > 0")
     if data["download"] and data["name"] not in ("cifar10", "cifar100"):
         raise UserError(f"data.download works for cifar10 and cifar100 only, not {data['name']!r}")
 

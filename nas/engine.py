@@ -69,7 +69,7 @@ class Trainer:
 
     def __init__(self, config: dict, net: supernets.Supernet, strategy: strategies.Strategy, train_split,
                  device: torch.device, reporter: Reporter, checkpoint_dir: Path | None = None,
-                 monitor: Callable[[], dict[str, float]] | None = None,
+                 monitor: Callable[[int], dict[str, float]] | None = None,
                  on_epoch: Callable[[TrainState], None] | None = None):
         self.config, self.net, self.strategy, self.train_split = config, net, strategy, train_split
         self.device, self.reporter, self.checkpoint_dir = device, reporter, checkpoint_dir
@@ -134,7 +134,7 @@ class Trainer:
             row = self._train_epoch(epoch, epoch_generator(seed, epoch), eta)
             row.update(self.strategy.on_epoch_end(epoch))
             if self.monitor is not None:
-                row.update(self.monitor())
+                row.update(self.monitor(epoch + 1))
             row["epoch_time_s"] = round(time.perf_counter() - started, 3)
             self.state.epoch = epoch + 1
             self.state.rows.append(row)
@@ -145,6 +145,7 @@ class Trainer:
             self.reporter.info(
                 f"epoch {epoch + 1}/{epochs}  loss {row['train_loss']:.4f}  acc {row['train_acc']:.2f}%"
                 + (f"  monitor acc {row['monitor_acc']:.2f}%" if "monitor_acc" in row else "")
+                + (f"  kendall tau {row['kendall_tau']:.3f}" if "kendall_tau" in row else "")
                 + f"  lr {row['lr']:.4g}  {row['epoch_time_s']:.1f}s"
                 + (f"  ETA {format_seconds(remaining)}" if remaining is not None and epoch + 1 < epochs else "")
             )

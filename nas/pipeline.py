@@ -133,18 +133,45 @@ def run_search(config: dict, run_path: Path, argv: Sequence[str], quiet: bool = 
 
 
 def _monitor(config: dict, net, space, bundle):
-    """Mean valid accuracy of a fixed, seeded set of archs after every epoch (a cheap health signal)."""
+    """After every epoch: mean valid accuracy of a few fixed archs (a cheap health signal) and, every
+    `rank.every` epochs, Kendall tau against a benchmark on a fixed arch sample (`--rank-every`)."""
+    parts = []
     count = config["eval"]["monitor_archs"]
-    if count == 0 or bundle.valid is None:
+    if count > 0 and bundle.valid is not None:
+        rng = np.random.default_rng(derive_seed(config["seed"], STREAM_MONITOR))
+        archs = [space.sample(rng) for _ in range(count)]
+        evaluator = make_evaluator(config, net, bundle, "valid")
+        parts.append(lambda epoch: {"monitor_acc": float(np.mean([evaluator(a) for a in archs]))})
+    rc = config["rank"]
+    if rc["every"] > 0:
+        parts.append(_rank_monitor(config, net, space, bundle))
+    if not parts:
         return None
-    rng = np.random.default_rng(derive_seed(config["seed"], STREAM_MONITOR))
-    archs = [space.sample(rng) for _ in range(count)]
-    evaluator = make_evaluator(config, net, bundle, "valid")
+    return lambda epoch: {k: v for part in parts for k, v in part(epoch).items()}
 
-    def monitor() -> dict[str, float]:
-        return {"monitor_acc": float(np.mean([evaluator(a) for a in archs]))}
 
-    return monitor
+def _rank_monitor(config: dict, net, space, bundle):
+    import nasbench
+
+    from .rank import choose_archs, load_benchmark, truth_dataset
+
+    rc = config["rank"]
+    bench = load_benchmark(rc["benchmark"])
+    if bench.space != space.name:
+        raise UserError(f"rank.benchmark {bench.name} is for space {bench.space!r}, not {space.name!r}")
+    dataset = truth_dataset(bench, rc["dataset"], bundle.name)
+    chosen = choose_archs(bench, rc["archs"], config["seed"])
+    truth = bench.query_many(chosen, dataset, rc["metric"])
+    archs = [space.parse(a) for a in chosen]
+    evaluator = make_evaluator(config, net, bundle, rc["split"])
+
+    def rank(epoch: int) -> dict[str, float]:
+        if epoch % rc["every"] and epoch != config["train"]["epochs"]:
+            return {}
+        scores = np.array([evaluator(a) for a in archs])
+        return {"kendall_tau": float(nasbench.kendall_tau(scores, truth))}
+
+    return rank
 
 
 def _pick_arch(config: dict, net, space, strategy, bundle, reporter: Reporter) -> dict[str, Any] | None:

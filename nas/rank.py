@@ -1,0 +1,180 @@
+"""`nas rank`: how well a supernet's inherited-weight scores order archs the way a benchmark's truth does.
+
+The evaluation split is loaded once onto the device; archs are evaluated back to back through one
+`ArchEvaluator` (no rebuilding). Results: `ranking.csv` (arch, score, true), `ranking.json` (metrics with
+bootstrap intervals and everything the numbers depend on) and a scatter plot.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+import nasbench
+
+from . import checkpoint, rundir
+from .errors import UserError
+from .io import atomic_write, atomic_write_json, atomic_write_text
+from .progress import ETA, Reporter, format_seconds
+from .runtime import derive_seed, select_device
+
+STREAM_RANK = 12
+
+
+def load_benchmark(name_or_dir: str) -> nasbench.Benchmark:
+    try:
+        return nasbench.load(name_or_dir)
+    except nasbench.BenchmarkError as exc:
+        raise UserError(str(exc)) from None
+
+
+def choose_archs(bench: nasbench.Benchmark, count: int | None, seed: int) -> list[str]:
+    """A seeded sample of `count` benchmark archs (all when None), in table order."""
+    archs = list(bench.archs)
+    if count is None or count >= len(archs):
+        return archs
+    rng = np.random.default_rng(derive_seed(seed, STREAM_RANK))
+    return [archs[i] for i in sorted(rng.choice(len(archs), size=count, replace=False))]
+
+
+def truth_dataset(bench: nasbench.Benchmark, requested: str | None, run_dataset: str) -> str:
+    dataset = requested or (run_dataset if run_dataset in bench.datasets else None)
+    if dataset is None:
+        raise UserError(f"benchmark {bench.name} has no {run_dataset!r} results; pick one with --dataset "
+                        f"({', '.join(bench.datasets)})")
+    if dataset not in bench.datasets:
+        raise UserError(f"benchmark {bench.name} has no dataset {dataset!r}; accepted: {', '.join(bench.datasets)}")
+    return dataset
+
+
+def _truth_metric(bench: nasbench.Benchmark, dataset: str, requested: str) -> str:
+    if requested not in bench.metrics(dataset):
+        raise UserError(f"benchmark {bench.name} has no metric {requested!r} for {dataset}; accepted: "
+                        f"{', '.join(bench.metrics(dataset))}")
+    return requested
+
+
+def rank_run(run_path: Path, benchmark: str, dataset: str | None = None, archs: int | None = 500,
+             bn_mode: str | None = None, split: str = "test", metric: str = "test_acc", seed: int = 0,
+             eval_batch_size: int | None = None, out: Path | None = None, n_boot: int = 1000,
+             quiet: bool = False) -> dict[str, Any]:
+    """Score benchmark archs with the run's last checkpoint and write the ranking files. Returns ranking.json."""
+    from .pipeline import build_components, make_evaluator  # torch-heavy; imported when used
+
+    config = rundir.load_config(run_path)
+    last = run_path / "checkpoints" / "last.pt"
+    if not last.is_file():
+        raise UserError(f"{run_path} has no checkpoint yet (checkpoints/last.pt); train it first")
+    bench = load_benchmark(benchmark)
+    if bench.space != config["space"]["name"]:
+        raise UserError(f"benchmark {bench.name} is for space {bench.space!r}, but the run searched "
+                        f"{config['space']['name']!r}")
+    dataset = truth_dataset(bench, dataset, config["data"]["name"])
+    metric = _truth_metric(bench, dataset, metric)
+    if bn_mode is not None:
+        config["eval"]["bn_mode"] = bn_mode
+    if eval_batch_size is not None:
+        config["eval"]["batch_size"] = eval_batch_size
+    out = out or run_path
+    out.mkdir(parents=True, exist_ok=True)
+    reporter = Reporter(out / "rank.log", quiet=quiet)
+    try:
+        device = select_device(config["train"]["device"])
+        space, bundle, net, _ = build_components(config, device)
+        state = checkpoint.load(last, map_location=device)
+        net.load_state_dict(state["model"])
+        try:
+            evaluator = make_evaluator(config, net, bundle, split)
+        except ValueError as exc:
+            raise UserError(str(exc)) from None
+        chosen = choose_archs(bench, archs, seed)
+        truth = bench.query_many(chosen, dataset, metric)
+        reporter.info(f"ranking {len(chosen)} {bench.name} archs: supernet {split} accuracy "
+                      f"(BN {evaluator.bn_mode}, eval batch {evaluator.batch_size}) vs {dataset} {metric}")
+        started = time.perf_counter()
+        eta = ETA(len(chosen))
+        scores = np.empty(len(chosen))
+        for i, arch in enumerate(chosen):
+            scores[i] = evaluator(space.parse(arch))
+            if (i + 1) % 25 == 0:
+                remaining = eta.remaining(i + 1)
+                reporter.live(f"{i + 1}/{len(chosen)} archs" + (f"  ETA {format_seconds(remaining)}" if remaining
+                                                                  else ""))
+        seconds = time.perf_counter() - started
+        report = nasbench.ranking_report(scores, truth, names=chosen, n_boot=n_boot, seed=seed)
+        result = {
+            "run_dir": str(run_path),
+            "checkpoint_epoch": state["epoch"],
+            "benchmark": bench.name,
+            "benchmark_dataset": dataset,
+            "benchmark_metric": metric,
+            "score": f"{split}_acc",
+            "protocol": "ranking-test" if split == "test" else f"ranking-{split}",
+            "eval_data": bundle.name,
+            **evaluator.description,
+            "num_archs": len(chosen),
+            "arch_sample": "all" if archs is None or archs >= len(bench.archs) else archs,
+            "seed": seed,
+            "seconds": round(seconds, 2),
+            "archs_per_second": round(len(chosen) / max(seconds, 1e-9), 2),
+            "metrics": report,
+        }
+        _write_csv(out / "ranking.csv", chosen, scores, truth)
+        atomic_write_json(out / "ranking.json", result)
+        plot = _scatter(out / "plots" / "ranking_scatter.png", scores, truth, result)
+        reporter.info(_summary_line(result))
+        reporter.info(f"wrote {out / 'ranking.csv'}, {out / 'ranking.json'}, {plot}")
+        return result
+    finally:
+        reporter.close()
+
+
+def _write_csv(path: Path, archs: list[str], scores: np.ndarray, truth: np.ndarray) -> None:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["arch", "supernet_score", "true_acc"])
+    for arch, score, true in zip(archs, scores, truth):
+        writer.writerow([arch, f"{score:.6g}", "" if np.isnan(true) else f"{true:.6g}"])
+    atomic_write_text(path, buffer.getvalue())
+
+
+def _summary_line(result: dict[str, Any]) -> str:
+    m = result["metrics"]
+
+    def fmt(name: str) -> str:
+        v = m[name]
+        if v["value"] is None:
+            return f"{name} undefined"
+        interval = f" [{v['ci_low']:.3f}, {v['ci_high']:.3f}]" if v["ci_low"] is not None else ""
+        return f"{name} {v['value']:.3f}{interval}"
+
+    tops = [k for k in m if k.startswith("precision_at_") and isinstance(m[k], dict) and "value" in m[k]]
+    return "  ".join([fmt("kendall_tau"), fmt("spearman"), *(fmt(k) for k in tops), fmt("top1_regret")])
+
+
+def _scatter(path: Path, scores: np.ndarray, truth: np.ndarray, result: dict[str, Any]) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    m = result["metrics"]
+    fig, ax = plt.subplots(figsize=(6, 5), dpi=110)
+    ax.scatter(truth, scores, s=8, alpha=0.6)
+    ax.set_xlabel(f"{result['benchmark']} {result['benchmark_dataset']} {result['benchmark_metric']} (%)")
+    ax.set_ylabel(f"supernet {result['score']} (%), BN {result['bn_mode']}")
+    tau, rho = m["kendall_tau"]["value"], m["spearman"]["value"]
+    ax.set_title(f"Kendall tau {'undefined' if tau is None else f'{tau:.3f}'}  Spearman "
+                 f"{'undefined' if rho is None else f'{rho:.3f}'}  n={m['n']}", fontsize=10)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png")
+    plt.close(fig)
+    atomic_write(path, lambda fh: fh.write(buffer.getvalue()), mode="wb")
+    return path

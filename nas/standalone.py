@@ -1,0 +1,114 @@
+"""Train one architecture stand-alone, from scratch: the per-arch job of `nas bench build`.
+
+It is a plain function of (arch string, settings) returning plain data, so a cluster scheduler (Ray Tune)
+can run it anywhere. The network is the benchmark's training configuration (affine BN, running statistics),
+initialised from a seed derived from (seed, arch), trained with SGD + Nesterov + cosine, and evaluated in eval
+mode with its running statistics.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+import searchspaces
+import supernets
+
+from . import data as datasets
+from .engine import Schedule
+from .runtime import autocast, derive_seed, epoch_generator, select_device
+
+STREAM_STANDALONE = 11
+
+
+@dataclass(frozen=True)
+class StandaloneSettings:
+    """The fixed training protocol of every arch of one benchmark (recorded in its meta.json)."""
+
+    space: str = "nb201"
+    dataset: str = "digits"
+    data_dir: str | None = None
+    valid_fraction: float = 0.2
+    split_seed: int = 0
+    epochs: int = 20
+    batch_size: int = 64
+    lr: float = 0.1
+    lr_min: float = 0.0
+    momentum: float = 0.9
+    nesterov: bool = True
+    weight_decay: float = 5e-4
+    grad_clip: float = 5.0
+    C: int = 16
+    N: int = 5
+    seed: int = 0
+    device: str = "auto"
+    amp: bool = False
+    eval_batch_size: int = 512
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@torch.no_grad()
+def _accuracy(model: torch.nn.Module, split, batch_size: int, device: torch.device, amp: bool) -> float:
+    model.eval()
+    correct = torch.zeros((), dtype=torch.long, device=device)
+    for batch in split.batches(batch_size, augment=False):
+        with autocast(device, amp):
+            correct += (model(batch.x).argmax(1) == batch.y).sum()
+    return 100.0 * correct.item() / len(split)
+
+
+def train_arch(arch_str: str, settings: StandaloneSettings | dict[str, Any]) -> dict[str, Any]:
+    """Train `arch_str` from scratch under `settings`; returns test/valid accuracy, params, FLOPs, seconds."""
+    s = settings if isinstance(settings, StandaloneSettings) else StandaloneSettings(**settings)
+    started = time.perf_counter()
+    device = select_device(s.device)
+    space = searchspaces.get(s.space)
+    arch = space.parse(arch_str)
+    bundle = datasets.load(s.dataset, data_dir=s.data_dir, valid_fraction=s.valid_fraction, split_seed=s.split_seed,
+                           device=device)
+    torch.manual_seed(derive_seed(s.seed, STREAM_STANDALONE, *arch.codes()))
+    template = supernets.build(space, num_classes=bundle.num_classes, in_channels=bundle.in_channels, C=s.C, N=s.N,
+                               affine=True, bn_mode="running")
+    model = template.export(arch, inherit=False).to(device)
+    del template
+    optimizer = torch.optim.SGD(model.parameters(), lr=s.lr, momentum=s.momentum, nesterov=s.nesterov,
+                                weight_decay=s.weight_decay)
+    steps = bundle.train.num_batches(s.batch_size, drop_last=True)
+    schedule = Schedule(s.lr, s.lr_min, s.epochs, steps, per_step=False)
+    scaler = torch.amp.GradScaler("cuda", enabled=s.amp and device.type == "cuda")
+    loss_sum = torch.zeros((), device=device)
+    for epoch in range(s.epochs):
+        model.train()
+        loss_sum = torch.zeros((), device=device)  # the last epoch's mean loss is reported
+        for group in optimizer.param_groups:
+            group["lr"] = schedule(epoch, 0)
+        generator = epoch_generator(derive_seed(s.seed, STREAM_STANDALONE), epoch)
+        for batch in bundle.train.batches(s.batch_size, shuffle=True, generator=generator, drop_last=True):
+            with autocast(device, s.amp):
+                loss = F.cross_entropy(model(batch.x).float(), batch.y)
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            if s.grad_clip > 0:
+                scaler.unscale_(optimizer)
+                torch.nn.utils.clip_grad_norm_(model.parameters(), s.grad_clip, foreach=True)
+            scaler.step(optimizer)
+            scaler.update()
+            loss_sum += loss.detach()
+    task = dict(num_classes=bundle.num_classes, in_channels=bundle.in_channels, image_size=bundle.image_size,
+                C=s.C, N=s.N)
+    return {
+        "arch": arch.to_string(),
+        "test_acc": _accuracy(model, bundle.test, s.eval_batch_size, device, s.amp),
+        "valid_acc": _accuracy(model, bundle.valid, s.eval_batch_size, device, s.amp) if bundle.valid else None,
+        "params": space.params(arch, **task),
+        "flops": space.flops(arch, **task),
+        "final_train_loss": loss_sum.item() / max(steps, 1),
+        "seconds": round(time.perf_counter() - started, 3),
+        "device": str(device),
+    }
