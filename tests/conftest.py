@@ -26,6 +26,16 @@ def shared_data_dir() -> Path | None:
     return None
 
 
+@pytest.fixture()
+def fresh_data_cache():
+    """Tests that load data from files they write must not see another test's cached arrays."""
+    from nas import data
+
+    data.clear_cache()
+    yield
+    data.clear_cache()
+
+
 @pytest.fixture(scope="session")
 def nb201_rows() -> list[dict[str, str]]:
     """All rows of the shared NB201 table (skips when the shared data is not beside the project)."""

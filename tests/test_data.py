@@ -13,12 +13,7 @@ from nas import data
 from nas.data.augment import crop_flip
 from nas.errors import UserError
 
-
-@pytest.fixture(autouse=True)
-def _fresh_cache():
-    data.clear_cache()
-    yield
-    data.clear_cache()
+pytestmark = pytest.mark.usefixtures("fresh_data_cache")
 
 
 @pytest.fixture(scope="module")

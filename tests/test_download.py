@@ -26,11 +26,7 @@ class _QuietHandler(SimpleHTTPRequestHandler):
         pass
 
 
-@pytest.fixture(autouse=True)
-def _fresh_cache():
-    data.clear_cache()
-    yield
-    data.clear_cache()
+pytestmark = pytest.mark.usefixtures("fresh_data_cache")
 
 
 @pytest.fixture(scope="module")
