@@ -349,6 +349,10 @@ def validate(config: Config) -> None:
     for key in SCHEMA:
         if key not in flat:
             raise UserError(f"config key {key!r} is missing; add it or leave it to the defaults")
+    try:  # a strategy validates the values of its own options (choices, ranges)
+        strategies.get(strategy_name, **{k: v for k, v in config["strategy"].items() if k != "name"})
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
     _validate_combinations(config)
 
 

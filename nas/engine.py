@@ -168,10 +168,11 @@ class Trainer:
             for group in self.optimizer.param_groups:
                 group["lr"] = lr
             arch = strategy.sample()
+            weights = strategy.sample_weights(arch, batch.index)
             with autocast(self.device, self.amp):
                 logits = net(batch.x, arch)
                 per_sample = F.cross_entropy(logits.float(), batch.y, reduction="none")
-                loss = per_sample.mean()
+                loss = per_sample.mean() if weights is None else (per_sample * weights).mean()
             self.optimizer.zero_grad(set_to_none=True)
             self.scaler.scale(loss).backward()
             if tc["grad_clip"] > 0:

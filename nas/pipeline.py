@@ -40,7 +40,7 @@ def build_components(config: dict, device: torch.device):
                           **config["supernet"]).to(device)
     strategy_opts = {k: v for k, v in config["strategy"].items() if k != "name"}
     strategy = strategies.get(config["strategy"]["name"], **strategy_opts)
-    strategy.setup(net, space, seed, bundle)
+    strategy.setup(net, space, seed, bundle, epochs=config["train"]["epochs"])
     return space, bundle, net, strategy
 
 

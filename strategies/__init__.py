@@ -10,15 +10,18 @@ from typing import Any
 
 from . import search
 from .base import StepContext, Strategy
+from .pada import PADAStrategy
 from .search import SEARCHERS, SearchResult, random_search, regularized_evolution
 from .uniform import UniformStrategy
 
 _REGISTRY: dict[str, type[Strategy]] = {
     "uniform": UniformStrategy,
+    "pada": PADAStrategy,
 }
 
 DESCRIPTIONS: dict[str, str] = {
     "uniform": "SPOS: one uniformly sampled path per step",
+    "pada": "PA&DA: paths and training samples drawn by gradient-norm importance (Lu et al. 2023)",
 }
 
 
@@ -39,6 +42,6 @@ def get(name: str, **opts: Any) -> Strategy:
 
 
 __all__ = [
-    "SEARCHERS", "SearchResult", "StepContext", "Strategy", "UniformStrategy", "get", "names", "random_search",
-    "regularized_evolution", "search", "strategy_class", "DESCRIPTIONS",
+    "DESCRIPTIONS", "PADAStrategy", "SEARCHERS", "SearchResult", "StepContext", "Strategy", "UniformStrategy", "get",
+    "names", "random_search", "regularized_evolution", "search", "strategy_class",
 ]

@@ -3,7 +3,7 @@
 Order of calls in one training step (nas.engine):
 
     arch = strategy.sample()                       # a path for this step
-    logits = supernet(x, arch); loss = mean(CE)
+    logits = supernet(x, arch); loss = mean(CE * strategy.sample_weights(arch, index))  # weights: usually None
     backward; clip global grad norm
     strategy.after_backward(ctx)                   # grads here are AFTER clipping (PA&DA reads them there);
                                                    # the optimizer step does not modify .grad, so they also
@@ -65,8 +65,9 @@ class Strategy:
         self.supernet: Supernet | None = None
 
     # --- lifecycle -------------------------------------------------------------------------------
-    def setup(self, supernet: Supernet, space: Space, seed: int, data: Any = None) -> None:
-        """Called once before training; seeds the strategy's own generator from the run seed."""
+    def setup(self, supernet: Supernet, space: Space, seed: int, data: Any = None, epochs: int | None = None) -> None:
+        """Called once before training with the run's seed, data bundle and number of epochs (for schedules);
+        seeds the strategy's own generator from the run seed."""
         self.supernet, self.space = supernet, space
         self.rng = np.random.default_rng(np.random.SeedSequence([seed, 0x5EED]))
 
@@ -76,6 +77,10 @@ class Strategy:
 
     def sample(self) -> Arch:  # pragma: no cover - abstract
         raise NotImplementedError
+
+    def sample_weights(self, arch: Arch, index: torch.Tensor) -> torch.Tensor | None:
+        """Per-sample loss weights for this step (importance sampling corrections), or None for a plain mean."""
+        return None
 
     def after_backward(self, ctx: StepContext) -> None:
         """Gradients of this step are available (after clipping)."""
