@@ -23,11 +23,12 @@ def test_tiny_run_reports_the_ratio():
                   "2", "--device", "cpu", "--threads", "1")
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout.strip().splitlines()[-1])
-    assert report["strategy"] == "pada" and report["baseline"] == "uniform"
+    assert report["strategy"] == "pada" and report["baseline"].startswith("uniform")
     for key in ("baseline_step_s", "strategy_step_s"):
         assert report[key] > 0 and math.isfinite(report[key])
     assert math.isclose(report["ratio"], report["strategy_step_s"] / report["baseline_step_s"], rel_tol=1e-9)
-    assert len(report["per_repeat"]["pada"]) == len(report["per_repeat"]["uniform"]) == 2
+    assert len(report["per_repeat"]["pada"]) == len(report["per_repeat"]["replay"]) == 2
+    assert math.isclose(report["ratio_free"], report["strategy_step_s"] / report["uniform_own_paths_step_s"])
 
 
 def test_unknown_strategy_fails_in_one_line():
