@@ -21,8 +21,9 @@ Decisions of this framework (ALGORITHMS.md §1.8), all configurable:
   under the reference rule their probability decays to (1 - tau)/K (0.0016 in the last of 250 epochs) and they
   are hardly trained late. `floor` keeps every candidate at >= `p_min` (default half of uniform) and
   renormalises; `zero` is the reference behaviour.
-- `granularity: op_type` (one distribution over candidate values shared by every decision, the reference) or
-  `edge_op` (one distribution per decision; a different algorithm, labelled as such).
+- `granularity: op_type` (one distribution per distinct candidate list, shared by every decision with that list:
+  on NB201 one over ops for all edges, the reference) or `edge_op` (one distribution per decision; a different
+  algorithm, labelled as such). Combinations a space refuses (`space.make` raises) are redrawn.
 - `unseen: zero` (reference: samples not drawn this epoch score 0) or `keep_last` (their last known score).
 - `unbiased_weights: false` (reference: plain mean loss); true weights each sample by 1/(N q_j) and each path by
   prod_e 1/(K p_{a_e}), each clipped to `max_weight`.
@@ -38,7 +39,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from searchspaces import Arch
+from searchspaces import Arch, SpaceError
 
 from .base import StepContext, Strategy
 
@@ -79,22 +80,20 @@ class PADAStrategy(Strategy):
         device = next(supernet.parameters()).device
         self.device = device
         decisions = space.decisions
-        # A candidate's slot (row, column) in the distribution: op_type has one row of candidate values shared by
-        # every decision (the reference), edge_op one row per decision.
+        # A candidate's slot (row, column) in the distribution. op_type: one row per distinct candidate list, shared
+        # by every decision with that list (NB201: one row of ops for all edges, the reference; DARTS: one row of
+        # ops, and rows of input choices). edge_op: one row per decision.
         if self.opts["granularity"] == "op_type":
-            values = decisions[0].candidates
-            if any(d.candidates != values for d in decisions):
-                raise ValueError("strategy.granularity=op_type needs decisions that share one candidate list; "
-                                 "use strategy.granularity=edge_op for this space")
-            self.types: list[Hashable] = list(values)
-            self.rows = 1
-            self.slot_of = {(d.label, c): (0, values.index(c)) for d in decisions for c in d.candidates}
+            lists = list(dict.fromkeys(d.candidates for d in decisions))
+            self.row_values: list[tuple[Hashable, ...]] = lists
+            self.slot_of = {(d.label, c): (lists.index(d.candidates), d.candidates.index(c))
+                            for d in decisions for c in d.candidates}
         else:
-            self.types = list(range(max(len(d.candidates) for d in decisions)))
-            self.rows = len(decisions)
+            self.row_values = [d.candidates for d in decisions]
             self.slot_of = {(d.label, c): (i, d.candidates.index(c))
                             for i, d in enumerate(decisions) for c in d.candidates}
-        self.width = len(self.types)
+        self.rows = len(self.row_values)
+        self.width = max(len(values) for values in self.row_values)
         # Allowed slots: a restricted sub-space samples only inside its mask.
         self.allowed = np.zeros((self.rows, self.width), dtype=bool)
         for d, cands in zip(decisions, space.allowed):
@@ -137,13 +136,18 @@ class PADAStrategy(Strategy):
     def sample(self) -> Arch:
         if not self.opts["sample_paths"]:
             return self.space.sample(self.rng)
-        choices = []
-        for d, cands in zip(self.space.decisions, self.space.allowed):
-            weights = np.array([self.p_host[self.slot_of[(d.label, c)]] for c in cands])
-            total = weights.sum()
-            probs = weights / total if total > 0 else np.full(len(cands), 1.0 / len(cands))
-            choices.append(cands[int(self.rng.choice(len(cands), p=probs))])
-        return self.space.make(choices)
+        for _ in range(1000):  # resample combinations the space does not accept (e.g. a DARTS node's two inputs)
+            choices = []
+            for d, cands in zip(self.space.decisions, self.space.allowed):
+                weights = np.array([self.p_host[self.slot_of[(d.label, c)]] for c in cands])
+                total = weights.sum()
+                probs = weights / total if total > 0 else np.full(len(cands), 1.0 / len(cands))
+                choices.append(cands[int(self.rng.choice(len(cands), p=probs))])
+            try:
+                return self.space.make(choices)
+            except SpaceError:
+                continue
+        raise SpaceError(f"PA&DA drew no arch that space {self.space.name!r} accepts in 1000 tries")
 
     def epoch_order(self, epoch: int, num_samples: int) -> torch.Tensor | None:
         """Epoch 0 (and data sampling off): None, an ordinary shuffle. Later: N draws with replacement from q."""
@@ -238,8 +242,10 @@ class PADAStrategy(Strategy):
         importance = scores / total if total > 0 else torch.full_like(scores, 1.0 / self.num_samples)
         self.q = tau * importance + (1 - tau) / self.num_samples
         stats = {"pada_tau": tau}
-        if self.rows == 1:
-            stats.update({f"p_{value}": float(prob) for value, prob in zip(self.types, self.p_host[0])})
+        if self.opts["granularity"] == "op_type":  # the probability of every candidate value, row by row
+            for row, values in enumerate(self.row_values):
+                prefix = "p_" if self.rows == 1 else f"p{row}_"
+                stats.update({f"{prefix}{value}": float(self.p_host[row, col]) for col, value in enumerate(values)})
         stats["q_max_over_uniform"] = float(self.q.max().item() * self.num_samples)
         return stats
 

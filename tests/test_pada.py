@@ -107,6 +107,53 @@ def test_edge_granularity_and_masks(bundle):
     assert all(space.contains(strategy.sample()) for _ in range(100))
 
 
+class _PairSpace(searchspaces.Space):
+    """Two op decisions sharing one list and two input decisions that must differ (like a DARTS node)."""
+
+    name = "pairs"
+
+    def __init__(self, allowed=None):
+        ops, inputs = ("conv", "pool", "skip"), (0, 1, 2)
+        super().__init__([searchspaces.Decision("in0", inputs), searchspaces.Decision("op0", ops),
+                          searchspaces.Decision("in1", inputs), searchspaces.Decision("op1", ops)], allowed)
+
+    def make(self, choices):
+        arch = super().make(choices)
+        if arch["in0"] == arch["in1"]:
+            raise searchspaces.SpaceError("the two inputs must differ")
+        return arch
+
+
+class _PairNet(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.w = torch.nn.ParameterDict({f"{label}_conv": torch.nn.Parameter(torch.ones(3))
+                                         for label in ("op0", "op1")})
+
+    def choice_parameters(self):
+        out = {(label, c): [] for label in ("op0", "op1") for c in ("conv", "pool", "skip")}
+        out.update({(label, c): [] for label in ("in0", "in1") for c in (0, 1, 2)})
+        out[("op0", "conv")] = [self.w["op0_conv"]]
+        out[("op1", "conv")] = [self.w["op1_conv"]]
+        return out
+
+
+def test_heterogeneous_decisions_share_a_distribution_per_candidate_list(bundle):
+    space, net = _PairSpace(), _PairNet()
+    strategy = strategies.get("pada")
+    strategy.setup(net, space, seed=0, data=bundle, epochs=2)
+    assert strategy.rows == 2 and strategy.row_values == [(0, 1, 2), ("conv", "pool", "skip")]
+    archs = [strategy.sample() for _ in range(300)]
+    assert all(a["in0"] != a["in1"] for a in archs)  # refused combinations are redrawn
+    strategy.epoch_order(0, len(bundle.train))
+    for p in net.parameters():
+        p.grad = torch.full_like(p, 2.0)
+    strategy.after_backward(_ctx(strategy, space.make([0, "conv", 1, "conv"]), bundle))
+    stats = strategy.on_epoch_end(1)
+    assert stats["p1_conv"] > stats["p1_pool"] == stats["p1_skip"]
+    assert stats["p0_0"] == stats["p0_1"] == stats["p0_2"]  # inputs have no parameters: they stay uniform
+
+
 def test_data_sampler_favours_high_loss_samples(bundle):
     strategy, net, space = _pada(bundle, epochs=2)
     arch = space.make(["skip_connect"] * 6)
