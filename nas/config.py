@@ -326,6 +326,9 @@ def validate(config: Config) -> None:
             raise UserError(f"config key {key!r} is missing")
         SCHEMA[key](key, flat[key])
     space_name, strategy_name = config["space"]["name"], config["strategy"]["name"]
+    if space_name not in supernets.OPTIONS:
+        raise UserError(f"search space {space_name!r} has no supernet yet, so it cannot be trained; spaces with a "
+                        f"supernet: {', '.join(supernets.OPTIONS)}")
 
     supernet_options = supernets.OPTIONS[space_name]
     strategy_options = strategies.strategy_class(strategy_name).OPTIONS

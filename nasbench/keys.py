@@ -1,27 +1,26 @@
 """Canonical arch keys per space: the one string under which a benchmark table stores an arch.
 
 Tables are indexed by these strings; a lookup that misses tries the space's normaliser, so a user may pass an
-`Arch`, a string with other spacing, or (DARTS) the genotype as a Python list.
+`Arch`, a string with other spacing, or (DARTS) NAS-Bench-301's compact form, also as a Python list.
 """
 
 from __future__ import annotations
 
-import ast
 from collections.abc import Callable
 from typing import Any
 
 import searchspaces
+from searchspaces.darts import DARTS_V2, GENOTYPE_OPS
 
 from .errors import BenchmarkError
 
 MACRO_CHOICES = "012"
 MACRO_LAYERS = 8
-DARTS_NB301_OPS: tuple[str, ...] = (
-    "max_pool_3x3", "avg_pool_3x3", "skip_connect", "sep_conv_3x3", "sep_conv_5x5", "dil_conv_3x3", "dil_conv_5x5",
-)
-DARTS_EDGES_PER_CELL = 8  # 4 intermediate nodes x 2 inputs
+# NB301's op indices: the DARTS genotype ops without `none`.
+DARTS_NB301_OPS: tuple[str, ...] = GENOTYPE_OPS
 
 _NB201 = searchspaces.get("nb201")
+_DARTS = searchspaces.get("darts")
 
 
 def nb201_key(arch: Any) -> str:
@@ -48,46 +47,27 @@ def macro_key(arch: Any) -> str:
 
 
 def darts_key(arch: Any) -> str:
-    """The normal form of a NB301 DARTS genotype: `str()` of `[[(input, op) x 8 normal], [(input, op) x 8 reduce]]`.
+    """The canonical string of a DARTS genotype: `to_string()` of the `darts` space (`Genotype(normal=[...], ...)`,
+    each node's two pairs sorted by input).
 
-    Ints throughout, tuples for the pairs, lists for the cells: the exact spelling of the NB301 subset's keys, so
-    re-serialising is the identity on them and any other spelling (spacing, lists for pairs) maps to it.
+    Accepts a DARTS `Arch`, a genotype string as the DARTS code writes it, or NAS-Bench-301's compact form
+    `[[(input, op) x 8 normal], [(input, op) x 8 reduce]]` as a string or nested lists (any spacing, pairs in
+    either order), so the NB301 subset's own keys find their rows.
     """
+    if isinstance(arch, searchspaces.Arch) and arch.space.name == _DARTS.name:
+        return arch.to_string()
     value = arch.to_string() if hasattr(arch, "to_string") else arch
-    if isinstance(value, str):
-        try:
-            value = ast.literal_eval(value.strip())
-        except (ValueError, SyntaxError, MemoryError, RecursionError):
-            value = None
-    cells = _darts_cells(value)
-    if cells is None:
-        raise BenchmarkError(
-            f"{arch!r} is not a NB301 DARTS genotype; expected [[(input, op) x 8 normal], [(input, op) x 8 reduce]] "
-            f"with op in 0..{len(DARTS_NB301_OPS) - 1} and input < node, e.g. {_example('darts')}"
-        )
-    return str(cells)
-
-
-def _darts_cells(value: Any) -> list[list[tuple[int, int]]] | None:
-    if not isinstance(value, (list, tuple)) or len(value) != 2:
-        return None
-    cells = []
-    for cell in value:
-        if not isinstance(cell, (list, tuple)) or len(cell) != DARTS_EDGES_PER_CELL:
-            return None
-        pairs = []
-        for k, pair in enumerate(cell):
-            if not isinstance(pair, (list, tuple)) or len(pair) != 2:
-                return None
-            source, op = pair
-            if type(source) is not int or type(op) is not int:
-                return None
-            node = 2 + k // 2
-            if not (0 <= source < node and 0 <= op < len(DARTS_NB301_OPS)):
-                return None
-            pairs.append((source, op))
-        cells.append(pairs)
-    return cells
+    try:
+        if isinstance(value, str) and "Genotype" in value:
+            return _DARTS.parse(value).to_string()
+        if isinstance(value, (str, list, tuple)):
+            return _DARTS.from_nb301(value).to_string()
+    except ValueError as exc:
+        raise BenchmarkError(str(exc)) from None
+    raise BenchmarkError(
+        f"{arch!r} is not a DARTS genotype; expected an Arch of space darts, a string like {_example('darts')} or "
+        f"the NB301 form [[(input, op) x 8 normal], [(input, op) x 8 reduce]]"
+    )
 
 
 def identity_key(arch: Any) -> str:
@@ -102,7 +82,7 @@ def _example(space: str) -> str:
     return {
         "nb201": "|nor_conv_3x3~0|+|nor_conv_3x3~0|avg_pool_3x3~1|+|skip_connect~0|nor_conv_3x3~1|skip_connect~2|",
         "macro": "02012100",
-        "darts": str([[(0, 3), (1, 3)] * 4, [(0, 1), (1, 1)] * 4]),
+        "darts": _DARTS.parse(DARTS_V2).to_string(),
     }[space]
 
 

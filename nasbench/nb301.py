@@ -1,8 +1,12 @@
 """A 500-arch subset of NAS-Bench-301 (DARTS space, CIFAR-10) with zero-cost proxy scores.
 
-Source: `nb301/nb301_500_subset.json`, `{"nasbench301": {"cifar10": {GENOTYPE: {...}}}}`. Keys become the
-genotype normal form of `keys.darts_key`; `val_accuracy` becomes `valid_acc`; `params` and `flops` (millions in
-the source) become counts; every other numeric field is a zero-cost proxy score kept under its own name.
+Source: `nb301/nb301_500_subset.json`, `{"nasbench301": {"cifar10": {GENOTYPE: {...}}}}` with GENOTYPE in NB301's
+compact form `[[(input, op) x 8 normal], [(input, op) x 8 reduce]]`. Rows are keyed by the `darts` space's
+canonical string (`Genotype(normal=[...], ...)`, see `keys.darts_key`), so `bench.query(arch, ...)` takes a DARTS
+`Arch`; the source keys stay available as `meta["nb301_keys"]` (canonical string -> source key; they list a
+node's two pairs in either order, the canonical form sorts them by input), and the compact form is also still
+accepted by lookups. `val_accuracy` becomes `valid_acc`; `params` and `flops` (millions in the source) become
+counts; every other numeric field is a zero-cost proxy score kept under its own name.
 """
 
 from __future__ import annotations
@@ -39,11 +43,16 @@ def from_file(file: Path) -> Benchmark:
     metrics = list(_RENAMED.values()) + proxies
     values: dict[str, list[float]] = {m: [] for m in metrics}
     archs = []
+    source_keys: dict[str, str] = {}
     for genotype, entry in entries.items():
         try:
             archs.append(darts_key(genotype))
         except BenchmarkError as exc:
             raise BenchmarkError(f"{file}: {exc}") from None
+        if archs[-1] in source_keys:
+            raise BenchmarkError(f"{file} holds the genotype {archs[-1]} twice (keys {source_keys[archs[-1]]!r} and "
+                                 f"{genotype!r}); expected one entry per arch")
+        source_keys[archs[-1]] = genotype
         if not isinstance(entry, dict):
             raise BenchmarkError(f"{file} entry {genotype!r} is a {type(entry).__name__}; expected an object")
         for field in list(_RENAMED) + proxies:
@@ -54,15 +63,21 @@ def from_file(file: Path) -> Benchmark:
     meta = {
         "description": DESCRIPTION,
         "source": f"{SOURCE} (automl/NASLib zc_nasbench301.json subset, Apache-2.0)",
-        "genotype": "[[(input, op) x 8 normal], [(input, op) x 8 reduce]]; inputs 0, 1 = cell inputs, 2.. = "
+        "genotype": "rows: the darts space's Genotype string (pairs of a node sorted by input); source keys: "
+                    "[[(input, op) x 8 normal], [(input, op) x 8 reduce]]; inputs 0, 1 = cell inputs, 2.. = "
                     "intermediate nodes; op = index into ops",
         "ops": list(DARTS_NB301_OPS),
+        "nb301_keys": source_keys,
         "zero_cost_proxies": proxies,
-        "units": {p: "zero-cost proxy score" for p in proxies},
+        "units": {"flops": "operations per image (tensorwatch: multiply-adds + ReLU/BN elements)",
+                  **{p: "zero-cost proxy score" for p in proxies}},
         "metric_notes": {
             "valid_acc": "NAS-Bench-301 CIFAR-10 validation accuracy (source field val_accuracy)",
-            "params": "parameter count of the NB301 training network (source millions x 1e6, rounded)",
-            "flops": "multiply-adds per image of the NB301 training network (source millions x 1e6, rounded)",
+            "params": "parameter count of the NB301 training network (source millions x 1e6, rounded); equals "
+                      "searchspaces darts params(arch, C=32, layers=8, search_ops=True)",
+            "flops": "operations per image of the NB301 training network as tensorwatch counts them (source "
+                     "millions x 1e6, rounded); equals darts flops(arch, C=32, layers=8, search_ops=True, "
+                     "counter='tensorwatch')",
         },
     }
     return Benchmark(NAME, "darts", archs, columns, meta, canonical=True)

@@ -9,14 +9,17 @@
 from __future__ import annotations
 
 from .core import Arch, Decision, Space, SpaceError
+from .darts import DartsSpace
 from .nb201 import NB201Space
 
 _REGISTRY: dict[str, type[Space]] = {
     "nb201": NB201Space,
+    "darts": DartsSpace,
 }
 
 DESCRIPTIONS: dict[str, str] = {
     "nb201": "NAS-Bench-201 cell: 6 edges x 5 ops, 15,625 archs, one genotype for all 15 cells",
+    "darts": "DARTS cell: normal + reduction cell, 4 nodes x 2 (input, op) pairs, 7 ops, ~1.1e18 genotypes",
 }
 
 
@@ -33,4 +36,4 @@ def get(name: str) -> Space:
         raise SpaceError(f"unknown search space {name!r}; accepted: {', '.join(_REGISTRY)}") from None
 
 
-__all__ = ["Arch", "Decision", "Space", "SpaceError", "NB201Space", "get", "names", "DESCRIPTIONS"]
+__all__ = ["Arch", "Decision", "Space", "SpaceError", "NB201Space", "DartsSpace", "get", "names", "DESCRIPTIONS"]

@@ -53,6 +53,7 @@ def test_set_values_are_typed():
     ("eval.bn_mode=running", "supernet.bn_mode=batch keeps none"),
     ("data.valid_fraction=0", "leaves no validation split"),
     ("training.lr=1", "unknown config key 'training'"),
+    ("space.name=darts", "search space 'darts' has no supernet yet"),
 ])
 def test_bad_values_fail_with_one_sentence(override, fragment):
     with pytest.raises(UserError) as info:

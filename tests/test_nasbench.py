@@ -201,8 +201,17 @@ def test_nb301_against_the_source_json():
     assert len(bench) == 500 and bench.space == "darts"
     assert set(bench.metrics("cifar10")) == {"valid_acc", "params", "flops", "snip", "jacov", "grad_norm", "plain",
                                               "epe_nas", "fisher", "grasp", "l2_norm", "synflow"}
+    darts = searchspaces.get("darts")
+    # Rows are keyed by the DARTS space's Genotype string; the source keys stay in meta.
+    assert bench.archs == [darts.from_nb301(key).to_string() for key in source]
+    assert bench.archs[0].startswith("Genotype(normal=[(")
+    assert list(bench.meta["nb301_keys"].values()) == list(source)
     for key in list(source)[::97]:
         entry = source[key]
+        arch = darts.from_nb301(key)
+        assert bench.meta["nb301_keys"][arch.to_string()] == key
+        assert bench.query(arch, "cifar10", "valid_acc") == entry["val_accuracy"]
+        assert bench.query(arch.to_string(), "cifar10", "params") == round(entry["params"] * 1e6)
         assert bench.query(key, "cifar10", "valid_acc") == entry["val_accuracy"]
         assert bench.query(key, "cifar10", "params") == round(entry["params"] * 1e6)
         assert bench.query(key, "cifar10", "flops") == round(entry["flops"] * 1e6)
