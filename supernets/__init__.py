@@ -12,7 +12,7 @@ from typing import Any
 
 from searchspaces import Space
 
-from .base import ChoiceKey, Supernet
+from .base import ArchWeights, ChoiceKey, Supernet
 from .bn import BN_MODES, batch_statistics, check_eval_mode, recalibrate
 from .nb201 import NB201Network, NB201Supernet
 
@@ -41,6 +41,6 @@ def build(space: Space, num_classes: int = 10, **opts: Any) -> Supernet:
 
 
 __all__ = [
-    "BN_MODES", "ChoiceKey", "NB201Network", "NB201Supernet", "OPTIONS", "Supernet", "batch_statistics", "build",
-    "check_eval_mode", "recalibrate",
+    "ArchWeights", "batch_statistics", "BN_MODES", "build", "check_eval_mode", "ChoiceKey", "NB201Network",
+    "NB201Supernet", "OPTIONS", "recalibrate", "Supernet",
 ]

@@ -24,13 +24,27 @@ class ChoiceKey:
     choice: Hashable | None
 
 
+@dataclass(frozen=True)
+class ArchWeights:
+    """A relaxed arch for gradient-based strategies: `weights[decision, candidate]` in the space's order.
+
+    `hard` (GDAS-style straight-through samples) gives the chosen candidate index per decision: only that
+    candidate runs, and every other candidate adds its (zero-valued) weight as a scalar so that the
+    architecture parameters still receive a gradient.
+    """
+
+    weights: torch.Tensor
+    hard: tuple[int, ...] | None = None
+
+
 class Supernet(nn.Module):
     """A weight-sharing network over a space: `net(x, arch)` runs one path."""
 
     space: Space
     num_classes: int
 
-    def forward(self, x: torch.Tensor, arch: Arch) -> torch.Tensor:  # pragma: no cover - abstract
+    def forward(self, x: torch.Tensor, arch: Arch | ArchWeights) -> torch.Tensor:  # pragma: no cover - abstract
+        """One path (`Arch`), or the `mix` relaxation (`ArchWeights`): weighted sum of candidate outputs."""
         raise NotImplementedError
 
     def parameter_registry(self) -> list[tuple[ChoiceKey, str, nn.Parameter]]:  # pragma: no cover - abstract

@@ -22,7 +22,7 @@ from torch import nn
 from searchspaces import Arch, Space
 from searchspaces.nb201 import EDGE_LABELS, EDGES, OPS
 
-from .base import ChoiceKey, Supernet
+from .base import ArchWeights, ChoiceKey, Supernet
 from .bn import check_mode, make_bn
 
 
@@ -117,6 +117,30 @@ class SearchCell(nn.Module):
                     candidates[op] = module
             self.edges[label] = candidates
         self._plans: dict[tuple[Hashable, ...], CellPlan] = {}
+
+    def mixed(self, x: torch.Tensor, relaxed: ArchWeights, allowed: Sequence[Sequence[Hashable]]) -> torch.Tensor:
+        """The `mix` relaxation: every edge is the weighted sum of its candidates' outputs (`none` adds nothing;
+        candidates a mask disallows have weight 0 and are skipped). With `relaxed.hard`, only the chosen candidate
+        runs and the others add their zero-valued weights (straight-through, GDAS)."""
+        w = relaxed.weights
+        nodes = [x]
+        for target in (1, 2, 3):
+            out = torch.zeros_like(x)
+            for i, (t, s) in enumerate(EDGES):
+                if t != target:
+                    continue
+                candidates = self.edges[EDGE_LABELS[i]]
+                if relaxed.hard is not None:
+                    k = relaxed.hard[i]
+                    op = OPS[k]
+                    out = out + (w[i, k] * candidates[op](nodes[s]) if op != "none" else w[i, k] * 0.0)
+                    out = out + (w[i].sum() - w[i, k])
+                    continue
+                for k, op in enumerate(OPS):
+                    if op != "none" and op in allowed[i]:
+                        out = out + w[i, k] * candidates[op](nodes[s])
+            nodes.append(out)
+        return nodes[-1]
 
     def plan(self, choices: tuple[Hashable, ...]) -> CellPlan:
         cached = self._plans.get(choices)
@@ -219,9 +243,16 @@ class NB201Supernet(_NB201Body, Supernet):
     def _make_cell(self, channels: int) -> nn.Module:
         return SearchCell(channels, self.affine, self.bn_mode)
 
-    def forward(self, x: torch.Tensor, arch: Arch) -> torch.Tensor:
-        choices = arch.choices
+    def forward(self, x: torch.Tensor, arch: Arch | ArchWeights) -> torch.Tensor:
+        """The single path of an `Arch`, or the `mix` relaxation of `ArchWeights` ([6 edges, 5 ops])."""
         x = self.stem(x)
+        if isinstance(arch, ArchWeights):
+            if tuple(arch.weights.shape) != (len(EDGES), len(OPS)):
+                raise ValueError(f"NB201 arch weights have shape (6, 5), got {tuple(arch.weights.shape)}")
+            for cell in self.cells:
+                x = cell.mixed(x, arch, self.space.allowed) if isinstance(cell, SearchCell) else cell(x)
+            return self._head(x)
+        choices = arch.choices
         for cell in self.cells:
             x = _run_cell(x, cell.plan(choices)) if isinstance(cell, SearchCell) else cell(x)
         return self._head(x)
