@@ -23,7 +23,7 @@ import supernets
 
 from . import checkpoint
 from .progress import ETA, Reporter, format_seconds
-from .runtime import autocast, epoch_generator
+from .runtime import STREAM_ARCH, autocast, derive_seed, epoch_generator
 
 CHECKPOINT_FORMAT = 1
 
@@ -70,8 +70,12 @@ class Trainer:
     def __init__(self, config: dict, net: supernets.Supernet, strategy: strategies.Strategy, train_split,
                  device: torch.device, reporter: Reporter, checkpoint_dir: Path | None = None,
                  monitor: Callable[[int], dict[str, float]] | None = None,
-                 on_epoch: Callable[[TrainState], None] | None = None):
+                 on_epoch: Callable[[TrainState], None] | None = None, valid_split=None):
         self.config, self.net, self.strategy, self.train_split = config, net, strategy, train_split
+        self.valid_split = valid_split
+        if strategy.uses_arch_step and (valid_split is None or len(valid_split) == 0):
+            raise ValueError(f"strategy {strategy.name} updates its architecture on a validation split; "
+                             "set data.valid_fraction > 0")
         self.device, self.reporter, self.checkpoint_dir = device, reporter, checkpoint_dir
         self.monitor, self.on_epoch = monitor, on_epoch
         tc = config["train"]
@@ -151,6 +155,15 @@ class Trainer:
             )
         return self.state
 
+    def _valid_stream(self, epoch: int):
+        """Endless validation batches for architecture steps, reshuffled every pass, seeded by (seed, epoch)."""
+        size = self.tc["batch_size"]
+        drop_last = len(self.valid_split) >= size
+        for cycle in range(10**9):
+            generator = torch.Generator().manual_seed(derive_seed(self.config["seed"], STREAM_ARCH, epoch, cycle))
+            yield from self.valid_split.batches(size, shuffle=True, generator=generator, drop_last=drop_last,
+                                                augment=False)
+
     def _train_epoch(self, epoch: int, generator: torch.Generator, eta: ETA) -> dict[str, Any]:
         net, tc, strategy = self.net, self.tc, self.strategy
         net.train()
@@ -163,10 +176,14 @@ class Trainer:
         correct = torch.zeros((), dtype=torch.long, device=self.device)
         seen = 0
         lr = self.schedule(epoch, 0)
+        valid_batches = self._valid_stream(epoch) if strategy.uses_arch_step else None
         for step, batch in enumerate(batches):
             lr = self.schedule(epoch, step)
             for group in self.optimizer.param_groups:
                 group["lr"] = lr
+            if valid_batches is not None:  # the architecture step comes first, as in DARTS
+                strategy.arch_step(next(valid_batches), strategies.ArchStepContext(
+                    epoch=epoch, step=self.state.global_step, train_batch=batch, lr=lr, optimizer=self.optimizer))
             arch = strategy.sample()
             weights = strategy.sample_weights(arch, batch.index)
             with autocast(self.device, self.amp):

@@ -14,7 +14,7 @@ import searchspaces
 import strategies
 import supernets
 
-from . import checkpoint, rundir
+from . import checkpoint, plots, rundir
 from . import data as datasets
 from .engine import Trainer
 from .errors import UserError
@@ -79,7 +79,7 @@ def run_search(config: dict, run_path: Path, argv: Sequence[str], quiet: bool = 
         monitor = _monitor(config, net, space, bundle)
         trainer = Trainer(config, net, strategy, bundle.train, device, reporter,
                           checkpoint_dir=run_path / "checkpoints", monitor=monitor,
-                          on_epoch=lambda state: rundir.write_metrics(run_path, state.rows))
+                          on_epoch=lambda state: rundir.write_metrics(run_path, state.rows), valid_split=bundle.valid)
         last = run_path / "checkpoints" / "last.pt"
         if resume and last.is_file():
             trainer.load_checkpoint_state(checkpoint.load(last, map_location=device))
@@ -94,6 +94,11 @@ def run_search(config: dict, run_path: Path, argv: Sequence[str], quiet: bool = 
         state = trainer.fit()
         train_s = time.perf_counter() - train_started
         rundir.write_metrics(run_path, state.rows)
+        report = strategy.report()
+        if report:
+            atomic_write_json(run_path / "strategy.json", report)
+            if report.get("alpha_history"):
+                plots.alpha_history(run_path / "plots" / "alphas.png", report)
 
         search_started = time.perf_counter()
         arch_info = _pick_arch(config, net, space, strategy, bundle, reporter)

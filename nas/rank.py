@@ -17,9 +17,9 @@ import numpy as np
 
 import nasbench
 
-from . import checkpoint, rundir
+from . import checkpoint, plots, rundir
 from .errors import UserError
-from .io import atomic_write, atomic_write_json, atomic_write_text
+from .io import atomic_write_json, atomic_write_text
 from .progress import ETA, Reporter, format_seconds
 from .runtime import derive_seed, select_device
 
@@ -158,11 +158,7 @@ def _summary_line(result: dict[str, Any]) -> str:
 
 
 def _scatter(path: Path, scores: np.ndarray, truth: np.ndarray, result: dict[str, Any]) -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = plots.pyplot()
     m = result["metrics"]
     fig, ax = plt.subplots(figsize=(6, 5), dpi=110)
     ax.scatter(truth, scores, s=8, alpha=0.6)
@@ -173,8 +169,4 @@ def _scatter(path: Path, scores: np.ndarray, truth: np.ndarray, result: dict[str
                  f"{'undefined' if rho is None else f'{rho:.3f}'}  n={m['n']}", fontsize=10)
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png")
-    plt.close(fig)
-    atomic_write(path, lambda fh: fh.write(buffer.getvalue()), mode="wb")
-    return path
+    return plots.save_figure(fig, path)

@@ -11,7 +11,7 @@ import torch
 from .errors import UserError
 
 # Independent random streams derived from the run seed; a stream never depends on how much another consumed.
-STREAM_INIT, STREAM_DATA, STREAM_MONITOR, STREAM_SEARCH, STREAM_CALIB = 1, 2, 3, 4, 5
+STREAM_INIT, STREAM_DATA, STREAM_MONITOR, STREAM_SEARCH, STREAM_CALIB, STREAM_ARCH = 1, 2, 3, 4, 5, 6
 
 
 def derive_seed(seed: int, *stream: int) -> int:

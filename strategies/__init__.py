@@ -9,7 +9,8 @@ from __future__ import annotations
 from typing import Any
 
 from . import search
-from .base import StepContext, Strategy
+from .base import ArchStepContext, StepContext, Strategy
+from .differentiable import DARTSStrategy, GDASStrategy
 from .pada import PADAStrategy
 from .search import SEARCHERS, SearchResult, random_search, regularized_evolution
 from .uniform import UniformStrategy
@@ -17,11 +18,15 @@ from .uniform import UniformStrategy
 _REGISTRY: dict[str, type[Strategy]] = {
     "uniform": UniformStrategy,
     "pada": PADAStrategy,
+    "darts": DARTSStrategy,
+    "gdas": GDASStrategy,
 }
 
 DESCRIPTIONS: dict[str, str] = {
     "uniform": "SPOS: one uniformly sampled path per step",
     "pada": "PA&DA: paths and training samples drawn by gradient-norm importance (Lu et al. 2023)",
+    "darts": "DARTS: softmax relaxation, architecture by gradient on a held-out split (order 1 or 2)",
+    "gdas": "GDAS: straight-through Gumbel samples of one candidate per decision, annealed temperature",
 }
 
 
@@ -42,6 +47,7 @@ def get(name: str, **opts: Any) -> Strategy:
 
 
 __all__ = [
-    "DESCRIPTIONS", "PADAStrategy", "SEARCHERS", "SearchResult", "StepContext", "Strategy", "UniformStrategy", "get",
-    "names", "random_search", "regularized_evolution", "search", "strategy_class",
+    "ArchStepContext", "DARTSStrategy", "DESCRIPTIONS", "GDASStrategy", "get", "names", "PADAStrategy",
+    "random_search", "regularized_evolution", "search", "SEARCHERS", "SearchResult", "StepContext", "Strategy",
+    "strategy_class", "UniformStrategy",
 ]

@@ -9,7 +9,7 @@ Order of calls in one training step (nas.engine):
                                                    # the optimizer step does not modify .grad, so they also
                                                    # equal the post-step gradients
     optimizer.step()
-    strategy.arch_step(valid_batch)                # only when `uses_arch_step` (DARTS, ENAS, ...)
+    strategy.arch_step(valid_batch, ctx)           # BEFORE each step, only when `uses_arch_step` (DARTS, GDAS)
 
 and once per epoch `epoch_order(...)` before and `on_epoch_end(epoch)` after the steps.
 """
@@ -27,12 +27,23 @@ from supernets import Supernet
 
 
 @dataclass
+class ArchStepContext:
+    """What an architecture step may use besides its validation batch (DARTS's unrolled step needs all of it)."""
+
+    epoch: int
+    step: int
+    train_batch: Any  # the training batch of this step (x, y, index)
+    lr: float  # the weights' current learning rate
+    optimizer: torch.optim.Optimizer  # the weights' optimizer (momentum buffers, weight decay)
+
+
+@dataclass
 class StepContext:
     """What a strategy may read in `after_backward`: the step's batch, outputs and (clipped) gradients."""
 
     epoch: int
     step: int  # global step, counted from 0 over the whole run
-    arch: Arch
+    arch: Any  # an Arch, or ArchWeights for relaxed strategies
     x: torch.Tensor
     y: torch.Tensor
     index: torch.Tensor  # dataset index of every sample of the batch
@@ -85,11 +96,15 @@ class Strategy:
     def after_backward(self, ctx: StepContext) -> None:
         """Gradients of this step are available (after clipping)."""
 
-    def arch_step(self, batch: Any) -> None:
+    def arch_step(self, batch: Any, ctx: ArchStepContext) -> None:
         """One architecture-parameter update on a validation batch (gradient methods, controllers)."""
 
     def on_epoch_end(self, epoch: int) -> dict[str, float]:
         """End-of-epoch update; returns scalars worth logging in metrics.csv (may be empty)."""
+        return {}
+
+    def report(self) -> dict[str, Any]:
+        """JSON-ready data worth keeping in the run directory (`strategy.json`), e.g. an `alpha_history`."""
         return {}
 
     def derive(self) -> Arch | None:

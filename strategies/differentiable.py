@@ -1,0 +1,210 @@
+"""Differentiable architecture search: DARTS (first and second order) and GDAS (ALGORITHMS.md §7).
+
+Architecture parameters `alpha[decision, candidate]` are trained with Adam on validation batches
+(`arch_step`, called by the engine before every weight step); the weights train on training batches with the
+relaxed arch that `sample()` returns. A mask (sub-space) restricts the relaxation: disallowed candidates get
+weight exactly 0 and normalisation runs over allowed entries only. `derive()` is the arg-max candidate per
+decision (NB201: `none` included, as the benchmark's DARTS code derives it).
+
+- DARTS, `order: 1`: grad_alpha L_val(w, alpha).
+- DARTS, `order: 2`: w' = w - xi * (momentum + grad_w L_train + wd * w) with xi the weights' current learning
+  rate; grad = grad_alpha L_val(w', alpha) - xi * [grad_alpha L_train(w+) - grad_alpha L_train(w-)] / (2 eps),
+  w+- = w +- eps * grad_w' L_val(w', alpha), eps = `unrolled_eps` / ||grad_w' L_val||.
+- GDAS: straight-through Gumbel-softmax per decision, h = onehot(argmax y) - stopgrad(y) + y with
+  y = softmax((log_softmax(alpha) + g) / tau), g ~ Gumbel(0, 1) redrawn if not finite; only the chosen
+  candidate runs; tau falls linearly from `tau_max` to `tau_min` over the epochs.
+
+The weight step gets the relaxed weights detached: its backward would only fill alpha gradients that the next
+architecture step discards anyway.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from searchspaces import Arch
+from supernets import ArchWeights
+
+from .base import ArchStepContext, Strategy
+
+
+class DARTSStrategy(Strategy):
+    """DARTS (Liu et al., ICLR 2019): softmax-relaxed candidates, alpha by gradient on a held-out split."""
+
+    name = "darts"
+    uses_arch_step = True
+    OPTIONS = {
+        "order": 1,
+        "arch_lr": 3e-4,
+        "arch_beta1": 0.5,
+        "arch_beta2": 0.999,
+        "arch_weight_decay": 1e-3,
+        "init_scale": 1e-3,
+        "unrolled_eps": 0.01,
+    }
+
+    def __init__(self, **opts: Any):
+        super().__init__(**opts)
+        if self.opts["order"] not in (1, 2):
+            raise ValueError(f"strategy.order={self.opts['order']!r} is not valid; accepted: 1, 2")
+
+    def setup(self, supernet, space, seed: int, data: Any = None, epochs: int | None = None) -> None:
+        super().setup(supernet, space, seed, data, epochs)
+        self.total_epochs = int(epochs or 1)
+        self.epoch = 0
+        device = next(supernet.parameters()).device
+        width = max(len(d.candidates) for d in space.decisions)
+        mask = np.zeros((len(space.decisions), width), dtype=bool)
+        for i, (d, allowed) in enumerate(zip(space.decisions, space.allowed)):
+            for c in allowed:
+                mask[i, d.candidates.index(c)] = True
+        self.mask = torch.from_numpy(mask).to(device)
+        generator = torch.Generator().manual_seed(int(np.random.SeedSequence([seed, 0xA1FA]).generate_state(1)[0]))
+        init = float(self.opts["init_scale"]) * torch.randn(mask.shape, generator=generator)
+        self.alpha = torch.nn.Parameter(init.to(device))
+        self.optimizer = torch.optim.Adam([self.alpha], lr=float(self.opts["arch_lr"]),
+                                          betas=(float(self.opts["arch_beta1"]), float(self.opts["arch_beta2"])),
+                                          weight_decay=float(self.opts["arch_weight_decay"]))
+        self.history: list[list[list[float]]] = []
+
+    # --- relaxation ------------------------------------------------------------------------------
+    def _masked_logits(self) -> torch.Tensor:
+        return self.alpha.masked_fill(~self.mask, float("-inf"))
+
+    def weights(self) -> torch.Tensor:
+        """Softmax over the allowed candidates of each decision (disallowed: exactly 0)."""
+        return torch.softmax(self._masked_logits(), dim=1)
+
+    def relaxed(self) -> ArchWeights:
+        return ArchWeights(self.weights())
+
+    def sample(self) -> ArchWeights:
+        relaxed = self.relaxed()
+        return ArchWeights(relaxed.weights.detach(), relaxed.hard)
+
+    # --- architecture step -----------------------------------------------------------------------
+    def _loss(self, batch, relaxed: ArchWeights) -> torch.Tensor:
+        return F.cross_entropy(self.supernet(batch.x, relaxed), batch.y)
+
+    def arch_step(self, batch, ctx: ArchStepContext) -> None:
+        self.optimizer.zero_grad(set_to_none=True)
+        if self.opts.get("order", 1) == 2:
+            self.alpha.grad = self._unrolled_gradient(batch, ctx)
+        else:
+            self.alpha.grad = torch.autograd.grad(self._loss(batch, self.relaxed()), self.alpha)[0]
+        self.optimizer.step()
+
+    def _unrolled_gradient(self, valid_batch, ctx: ArchStepContext) -> torch.Tensor:
+        params = [p for p in self.supernet.parameters() if p.requires_grad]
+        group = ctx.optimizer.param_groups[0]
+        xi, momentum, decay = ctx.lr, group.get("momentum", 0.0), group.get("weight_decay", 0.0)
+        train_loss = self._loss(ctx.train_batch, ArchWeights(self.weights().detach()))
+        grads = torch.autograd.grad(train_loss, params, allow_unused=True)
+        backup = [p.detach().clone() for p in params]
+        with torch.no_grad():  # one virtual SGD step, as the weight optimizer would take it
+            for p, g in zip(params, grads):
+                buffer = ctx.optimizer.state.get(p, {}).get("momentum_buffer")
+                step = (g if g is not None else torch.zeros_like(p)) + decay * p
+                if buffer is not None:
+                    step = step + momentum * buffer
+                p.sub_(xi * step)
+        valid_loss = self._loss(valid_batch, self.relaxed())
+        d_alpha, *d_params = torch.autograd.grad(valid_loss, [self.alpha, *params], allow_unused=True)
+        d_params = [torch.zeros_like(p) if d is None else d for p, d in zip(params, d_params)]
+        norm = torch.sqrt(sum((d * d).sum() for d in d_params))
+        eps = float(self.opts["unrolled_eps"]) / norm.clamp(min=1e-12)
+        implicit = []
+        for sign in (1.0, -1.0):  # finite-difference Hessian-vector product around the ORIGINAL weights
+            with torch.no_grad():
+                for p, saved, d in zip(params, backup, d_params):
+                    p.copy_(saved + sign * eps * d)
+            implicit.append(torch.autograd.grad(self._loss(ctx.train_batch, self.relaxed()), self.alpha)[0])
+        with torch.no_grad():
+            for p, saved in zip(params, backup):
+                p.copy_(saved)
+        return d_alpha - xi * (implicit[0] - implicit[1]) / (2 * eps)
+
+    # --- results ---------------------------------------------------------------------------------
+    def on_epoch_end(self, epoch: int) -> dict[str, float]:
+        self.epoch = epoch + 1
+        weights = self.weights().detach()
+        self.history.append(weights.cpu().tolist())
+        entropy = -(weights.clamp(min=1e-12).log() * weights).sum(dim=1).mean()
+        return {"alpha_entropy": float(entropy)}
+
+    def derive(self) -> Arch:
+        codes = self._masked_logits().argmax(dim=1).tolist()
+        return self.space.decode(codes)
+
+    def report(self) -> dict[str, Any]:
+        return {
+            "strategy": self.name,
+            "labels": list(self.space.labels),
+            "candidates": [list(map(str, d.candidates)) for d in self.space.decisions],
+            "alpha": self.alpha.detach().cpu().tolist(),
+            "alpha_history": self.history,
+            "derived": self.derive().to_string(),
+        }
+
+    def state_dict(self) -> dict[str, Any]:
+        state = super().state_dict()
+        state.update({"alpha": self.alpha.detach().cpu(), "optimizer": self.optimizer.state_dict(),
+                      "history": self.history, "epoch": self.epoch})
+        return state
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        super().load_state_dict(state)
+        with torch.no_grad():
+            self.alpha.copy_(state["alpha"].to(self.alpha.device))
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.history = [list(map(list, epoch)) for epoch in state["history"]]
+        self.epoch = int(state["epoch"])
+
+
+class GDASStrategy(DARTSStrategy):
+    """GDAS (Dong & Yang, CVPR 2019): one straight-through Gumbel sample per decision; only it runs."""
+
+    name = "gdas"
+    OPTIONS = {**DARTSStrategy.OPTIONS, "tau_max": 10.0, "tau_min": 0.1}
+    OPTIONS.pop("order")
+    OPTIONS.pop("unrolled_eps")
+
+    def __init__(self, **opts: Any):
+        Strategy.__init__(self, **opts)
+
+    def setup(self, supernet, space, seed: int, data: Any = None, epochs: int | None = None) -> None:
+        super().setup(supernet, space, seed, data, epochs)
+        self.generator = torch.Generator().manual_seed(int(np.random.SeedSequence([seed, 0x6DA5]).generate_state(1)[0]))
+
+    def tau(self) -> float:
+        """Linear from tau_max (first epoch) to tau_min (last epoch)."""
+        span = max(self.total_epochs - 1, 1)
+        hi, lo = float(self.opts["tau_max"]), float(self.opts["tau_min"])
+        return hi - (hi - lo) * min(self.epoch, span) / span
+
+    def relaxed(self) -> ArchWeights:
+        log_probs = torch.log_softmax(self._masked_logits(), dim=1)
+        for _ in range(100):
+            uniform = torch.rand(self.alpha.shape, generator=self.generator).to(self.alpha.device, non_blocking=True)
+            gumbel = -torch.log(-torch.log(uniform))
+            y = torch.softmax((log_probs + gumbel) / self.tau(), dim=1)
+            if torch.isfinite(gumbel).all() and torch.isfinite(y).all():  # a host sync; GDAS needs the index anyway
+                break
+        index = y.argmax(dim=1)
+        hard = F.one_hot(index, y.shape[1]).to(y.dtype) - y.detach() + y
+        return ArchWeights(hard, hard=tuple(index.tolist()))
+
+    def on_epoch_end(self, epoch: int) -> dict[str, float]:
+        tau = self.tau()  # the temperature this epoch trained with
+        return {**super().on_epoch_end(epoch), "gdas_tau": tau}
+
+    def state_dict(self) -> dict[str, Any]:
+        return {**super().state_dict(), "gumbel_generator": self.generator.get_state()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        super().load_state_dict(state)
+        self.generator.set_state(state["gumbel_generator"])
