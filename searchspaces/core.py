@@ -292,6 +292,20 @@ class Space:
         """The allowed arch with the fewest parameters (by `params`)."""
         return min(self.enumerate(), key=lambda arch: self.params(arch, **task))
 
+    # --- relaxation (gradient-based search) -----------------------------------------------------
+    def relaxation(self) -> list[tuple[str, tuple[Hashable, ...]]]:
+        """Rows of a relaxed arch (`weights[row, candidate]`): by default one row per decision."""
+        return [(d.label, d.candidates) for d in self.decisions]
+
+    def relaxation_mask(self) -> np.ndarray:
+        """Boolean `[row, candidate]`: which relaxed entries a (restricted) space allows."""
+        return self.mask_matrix()
+
+    def discretize(self, weights: np.ndarray) -> Arch:
+        """The arch a relaxed arch stands for: by default the heaviest allowed candidate of every decision."""
+        weights = np.where(self.relaxation_mask(), np.asarray(weights, dtype=float), -np.inf)
+        return self.decode(weights.argmax(axis=1))
+
     # --- analytic costs --------------------------------------------------------------------------
     def params(self, arch: Arch, **task: Any) -> int:  # pragma: no cover - abstract
         raise NotImplementedError(f"space {self.name!r} has no parameter count")

@@ -103,6 +103,33 @@ class DartsSpace(Space):
         n = PAIRS_PER_CELL
         return {cell: [(c[2 * p + 1], c[2 * p]) for p in range(i * n, (i + 1) * n)] for i, cell in enumerate(CELLS)}
 
+    # --- relaxation (DARTS's continuous search) --------------------------------------------------
+    def relaxation(self) -> list[tuple[str, tuple[Hashable, ...]]]:
+        """28 rows: the 14 edges of the normal cell, then of the reduce cell (`normal:3<-1`), over all 8 PRIMITIVES
+        (`none` included), the layout of DARTS's `alphas_normal` / `alphas_reduce`."""
+        return [(f"{cell}:{t}<-{s}", PRIMITIVES) for cell in CELLS for t, s in EDGES]
+
+    def relaxation_mask(self) -> np.ndarray:
+        """Every relaxed entry is allowed (a mask restricts the discrete decisions, not DARTS's edges)."""
+        return np.ones((len(CELLS) * len(EDGES), len(PRIMITIVES)), dtype=bool)
+
+    def discretize(self, weights: np.ndarray) -> Arch:
+        """DARTS's derivation: per node the 2 incoming edges with the largest non-`none` weight, each with its
+        heaviest non-`none` op."""
+        weights = np.asarray(weights, dtype=float)
+        cells: dict[str, list[tuple[str, int]]] = {}
+        for c, cell in enumerate(CELLS):
+            pairs: list[tuple[str, int]] = []
+            for node in NODES:
+                rows = [(c * len(EDGES) + e, s) for e, (t, s) in enumerate(EDGES) if t == node]
+                strength = {s: weights[row, 1:].max() for row, s in rows}
+                best = sorted(sorted(strength, key=lambda s: -strength[s])[:2])
+                for row, s in rows:
+                    if s in best:
+                        pairs.append((PRIMITIVES[1 + int(weights[row, 1:].argmax())], s))
+            cells[cell] = pairs
+        return self._from_cells(cells)
+
     # --- canonical form --------------------------------------------------------------------------
     @staticmethod
     def _canonical(values: Sequence[Hashable]) -> list[Hashable]:

@@ -4,7 +4,9 @@ Architecture parameters `alpha[decision, candidate]` are trained with Adam on va
 (`arch_step`, called by the engine before every weight step); the weights train on training batches with the
 relaxed arch that `sample()` returns. A mask (sub-space) restricts the relaxation: disallowed candidates get
 weight exactly 0 and normalisation runs over allowed entries only. `derive()` is the arg-max candidate per
-decision (NB201: `none` included, as the benchmark's DARTS code derives it).
+decision (NB201: `none` included, as the benchmark's DARTS code derives it); the layout of the relaxation and its
+discretisation come from the space (`space.relaxation()`, `space.discretize()`: DARTS keeps the top-2 non-`none`
+incoming edges per node).
 
 - DARTS, `order: 1`: grad_alpha L_val(w, alpha).
 - DARTS, `order: 2`: w' = w - xi * (momentum + grad_w L_train + wd * w) with xi the weights' current learning
@@ -57,11 +59,8 @@ class DARTSStrategy(Strategy):
         self.total_epochs = int(epochs or 1)
         self.epoch = 0
         device = next(supernet.parameters()).device
-        width = max(len(d.candidates) for d in space.decisions)
-        mask = np.zeros((len(space.decisions), width), dtype=bool)
-        for i, (d, allowed) in enumerate(zip(space.decisions, space.allowed)):
-            for c in allowed:
-                mask[i, d.candidates.index(c)] = True
+        self.rows = space.relaxation()  # NB201: the 6 edges; DARTS: 14 normal + 14 reduce edges over 8 ops
+        mask = space.relaxation_mask()
         self.mask = torch.from_numpy(mask).to(device)
         generator = torch.Generator().manual_seed(int(np.random.SeedSequence([seed, 0xA1FA]).generate_state(1)[0]))
         init = float(self.opts["init_scale"]) * torch.randn(mask.shape, generator=generator)
@@ -137,14 +136,14 @@ class DARTSStrategy(Strategy):
         return {"alpha_entropy": float(entropy)}
 
     def derive(self) -> Arch:
-        codes = self._masked_logits().argmax(dim=1).tolist()
-        return self.space.decode(codes)
+        """The space's discretisation of the relaxed weights (NB201: arg-max per edge; DARTS: top-2 per node)."""
+        return self.space.discretize(self.weights().detach().cpu().numpy())
 
     def report(self) -> dict[str, Any]:
         return {
             "strategy": self.name,
-            "labels": list(self.space.labels),
-            "candidates": [list(map(str, d.candidates)) for d in self.space.decisions],
+            "labels": [label for label, _ in self.rows],
+            "candidates": [list(map(str, candidates)) for _, candidates in self.rows],
             "alpha": self.alpha.detach().cpu().tolist(),
             "alpha_history": self.history,
             "derived": self.derive().to_string(),

@@ -149,3 +149,19 @@ def test_gradient_strategies_need_a_validation_split(capsys):
     assert "updates its architecture on a validation split" in capsys.readouterr().err
     with pytest.raises(ValueError, match="accepted: 1, 2"):
         strategies.get("darts", order=3)
+
+
+def test_darts_discretisation_keeps_the_top_two_non_none_edges_per_node():
+    from searchspaces.darts import DARTS_V2, EDGES, PRIMITIVES
+
+    space = searchspaces.get("darts")
+    target = space.parse(DARTS_V2) if isinstance(DARTS_V2, str) else DARTS_V2
+    weights = np.zeros((28, 8))
+    weights[:, 0] = 5.0  # `none` dominates every edge: DARTS ignores it when ranking edges and ops
+    rng = np.random.default_rng(0)
+    weights[:, 1:] = rng.random((28, 7)) * 0.1
+    for c, cell in enumerate(("normal", "reduce")):
+        for op, source, node in [(op, s, 2 + k // 2) for k, (op, s) in enumerate(space.genotype(target)[cell])]:
+            weights[c * 14 + EDGES.index((node, source)), PRIMITIVES.index(op)] = 1.0
+    assert space.discretize(weights) == target
+    assert [label for label, _ in space.relaxation()][:2] == ["normal:2<-0", "normal:2<-1"]
