@@ -3,6 +3,7 @@
     net = supernets.build(space, num_classes=10, C=16, N=5, bn_mode="batch")
     logits = net(x, arch)
     child = net.export(arch)   # standalone nn.Module with the inherited weights
+    model = supernets.build_eval_network(arch)   # the network to train an arch from scratch (DARTS, NB201)
 """
 
 from __future__ import annotations
@@ -14,14 +15,18 @@ from searchspaces import Space
 
 from .base import ArchWeights, ChoiceKey, Supernet
 from .bn import BN_MODES, batch_statistics, check_eval_mode, recalibrate
+from .darts import RELAXED_ROWS, DartsSupernet, build_eval_network
+from .darts_ops import DartsNetwork
 from .nb201 import NB201Network, NB201Supernet
 
 _BUILDERS: dict[str, Callable[..., Supernet]] = {
     "nb201": NB201Supernet,
+    "darts": DartsSupernet,
 }
 
 OPTIONS: dict[str, dict[str, Any]] = {
     "nb201": {"C": 16, "N": 5, "affine": False, "bn_mode": "batch"},
+    "darts": {"C": 16, "layers": 8, "affine": False, "bn_mode": "batch", "stem_multiplier": 3},
 }
 
 
@@ -41,6 +46,7 @@ def build(space: Space, num_classes: int = 10, **opts: Any) -> Supernet:
 
 
 __all__ = [
-    "ArchWeights", "batch_statistics", "BN_MODES", "build", "check_eval_mode", "ChoiceKey", "NB201Network",
-    "NB201Supernet", "OPTIONS", "recalibrate", "Supernet",
+    "ArchWeights", "batch_statistics", "BN_MODES", "build", "build_eval_network", "check_eval_mode", "ChoiceKey",
+    "DartsNetwork", "DartsSupernet", "NB201Network", "NB201Supernet", "OPTIONS", "RELAXED_ROWS", "recalibrate",
+    "Supernet",
 ]

@@ -1,0 +1,296 @@
+"""DARTS search supernet and `build_eval_network` (the standalone evaluation networks of DARTS and NB201).
+
+Macro structure of DARTS's search network: stem conv 3x3 (in_channels -> stem_multiplier*C, no bias) + affine
+BN; `layers` cells with reductions (channels doubled) at layers//3 and 2*layers//3; every cell preprocesses its
+two inputs (FactorizedReduce after a reduction cell, else ReLU-conv1x1-BN; ReLU-conv1x1-BN for the second),
+computes nodes 2..5 and concatenates them; global average pooling and a linear classifier. Each of the 14 edges
+of a cell holds every op of PRIMITIVES but `none`; pools are followed by a non-affine BN (DARTS's MixedOp);
+ops on edges from the cell inputs of a reduction cell have stride 2 (skip_connect is then FactorizedReduce).
+Every BN inside the cells (ops and preprocessing) follows the build's `affine` flag and BN mode.
+
+Execution modes (specs/ALGORITHMS.md §0.3):
+- `forward(x, arch)` with a discrete `Arch`: each node sums its two chosen (input, op) pairs; only those ops
+  run. Plans are cached per cell and genotype half.
+- `forward(x, ArchWeights(weights))`, `weights` of shape `[28, 8]` (`RELAXED_ROWS` x `PRIMITIVES`, the layout
+  of `DartsSpace.relaxation()`): every node sums the weighted outputs of all candidates of all its incoming
+  edges (`none` adds nothing; entries the space's `relaxation_mask()` forbids are skipped). With
+  `ArchWeights.hard` (28 chosen column indices, GDAS) only the chosen op of each edge runs and the other
+  weights of the row are added as scalars so that they still get a gradient.
+
+Export: the child (`DartsNetwork` with `search_ops=True`) has the search cell's ops (pool + BN, cell BN with the
+supernet's `affine`) but affine BN in the preprocessing. That is the network `DartsSpace.params(...,
+search_ops=True)` counts, i.e. NAS-Bench-301's training network; DARTS's search network has non-affine
+preprocessing BN instead (when the supernet was built with `affine=False`), and the child's extra BN weights
+start at 1 and biases at 0, so the child computes exactly what the supernet computes for that arch.
+
+Ownership of parameters: a candidate module (edge `3<-1`, `sep_conv_3x3`) is not owned by a single discrete
+decision, since `normal.n3.op0` and `normal.n3.op1` each pick the op of whichever input `normal.n3.in0/in1`
+selects. `parameter_registry()` keys each op's parameters by cell, edge and op
+(`ChoiceKey("cell", 4, "normal:3<-1", "sep_conv_3x3")`); `choice_parameters()` maps `(op_label, op)` (both
+slots of a node) to the parameters of that op on every edge into that node in every cell of that type, so a
+per-candidate gradient norm sees the op's gradient wherever it ran. Input decisions own no parameters.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+from collections.abc import Hashable, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from searchspaces import Arch, Space
+from searchspaces.darts import CELLS, EDGES, NODES, PRIMITIVES
+
+from .base import ArchWeights, ChoiceKey, Supernet
+from .bn import check_mode, make_bn
+from .darts_ops import CellPlan, DartsNetwork, cell_layout, make_op, make_preprocess, run_cell
+from .nb201 import NB201Network
+
+# Rows of a relaxed DARTS arch: the 14 edges of the normal cell, then those of the reduce cell.
+RELAXED_ROWS: tuple[tuple[str, str], ...] = tuple((cell, f"{t}<-{s}") for cell in CELLS for t, s in EDGES)
+RELAXED_SHAPE: tuple[int, int] = (len(RELAXED_ROWS), len(PRIMITIVES))
+_PLAN_CACHE = 1024  # plans kept per cell (a plan is 8 (input, module) pairs, cheap to rebuild)
+
+
+def relaxed_row(cell: str, edge: str) -> int:
+    """Row of `(cell, "t<-s")` in a relaxed weight matrix (`RELAXED_ROWS`)."""
+    return RELAXED_ROWS.index((cell, edge))
+
+
+def onehot_weights(space: Space, arch: Arch) -> torch.Tensor:
+    """`[28, 8]` weights of a genotype: one-hot on the chosen op for the two chosen edges of every node, zero
+    rows for the other edges; `mix` mode with these weights computes what `forward(x, arch)` computes."""
+    weights = torch.zeros(RELAXED_SHAPE)
+    for cell, pairs in space.genotype(arch).items():
+        for k, (op, src) in enumerate(pairs):
+            weights[relaxed_row(cell, f"{NODES[k // 2]}<-{src}"), PRIMITIVES.index(op)] = 1.0
+    return weights
+
+
+class SearchCell(nn.Module):
+    """A DARTS search cell: preprocessing plus every candidate op (but `none`) on each of the 14 edges."""
+
+    def __init__(self, kind: str, c_pp: int, c_p: int, c: int, reduction_prev: bool, affine: bool, bn_mode: str):
+        super().__init__()
+        self.kind = kind
+        self.preprocess0, self.preprocess1 = make_preprocess(c_pp, c_p, c, reduction_prev, affine, bn_mode)
+        self.edges = nn.ModuleDict()
+        for t, s in EDGES:
+            stride = 2 if kind == "reduce" and s < 2 else 1
+            candidates = nn.ModuleDict()
+            for op in PRIMITIVES:
+                module = make_op(op, c, stride, affine, bn_mode, search_ops=True)
+                if module is not None:
+                    candidates[op] = module
+            self.edges[f"{t}<-{s}"] = candidates
+        self._plans: dict[tuple[Hashable, ...], CellPlan] = {}
+
+    def plan(self, block: tuple[Hashable, ...]) -> CellPlan:
+        """The plan of this cell's half of an arch's choices (`in0, op0, in1, op1` per node)."""
+        cached = self._plans.get(block)
+        if cached is None:
+            if len(self._plans) >= _PLAN_CACHE:  # random sampling rarely repeats a genotype half: keep it bounded
+                self._plans.clear()
+            cached = tuple(
+                tuple((src, self.edges[f"{node}<-{src}"][op]) for src, op in
+                      ((block[4 * k], block[4 * k + 1]), (block[4 * k + 2], block[4 * k + 3])))
+                for k, node in enumerate(NODES)
+            )
+            self._plans[block] = cached
+        return cached
+
+    def single(self, s0: torch.Tensor, s1: torch.Tensor, block: tuple[Hashable, ...]) -> torch.Tensor:
+        return run_cell(self.preprocess0(s0), self.preprocess1(s1), self.plan(block))
+
+    def mixed(self, s0: torch.Tensor, s1: torch.Tensor, w: torch.Tensor, hard: Sequence[int] | None,
+              allowed: Sequence[Sequence[int]]) -> torch.Tensor:
+        """The `mix` relaxation over this cell's 14 rows `w` (see the module docstring); `hard` holds this cell's
+        14 chosen columns (GDAS), `allowed` the columns to run per row (no `none`, no masked entry)."""
+        states = [self.preprocess0(s0), self.preprocess1(s1)]
+        for node in NODES:
+            out: torch.Tensor | None = None
+            scalar: torch.Tensor | None = None
+            for row, (t, s) in enumerate(EDGES):
+                if t != node:
+                    continue
+                candidates = self.edges[f"{t}<-{s}"]
+                terms: list[torch.Tensor] = []
+                if hard is not None:
+                    k = hard[row]
+                    extra = w[row].sum() - w[row, k]
+                    if k != 0:  # a chosen `none` outputs zero (its weight gets no gradient, as in NB201)
+                        terms.append(w[row, k] * candidates[PRIMITIVES[k]](states[s]))
+                    scalar = extra if scalar is None else scalar + extra
+                else:
+                    terms = [w[row, k] * candidates[PRIMITIVES[k]](states[s]) for k in allowed[row]]
+                for term in terms:
+                    out = term if out is None else out + term
+            if out is None:  # nothing ran (all `none`): a zero node of the right shape
+                out = states[1].new_zeros(_node_shape(states[1], self.kind == "reduce"))
+            if scalar is not None:
+                out = out + scalar
+            states.append(out)
+        return torch.cat(states[2:], dim=1)
+
+
+def _node_shape(s1: torch.Tensor, reduction: bool) -> tuple[int, ...]:
+    n, c, h, w = s1.shape
+    return (n, c, (h + 1) // 2, (w + 1) // 2) if reduction else (n, c, h, w)
+
+
+_EDGE_KEY = re.compile(r"^cells\.(\d+)\.edges\.([0-9]<-[0-9])\.([a-z_0-9]+)\.")
+_CHILD_OP_KEY = re.compile(r"^cells\.(\d+)\.ops\.(\d+)\.(.*)$")
+
+
+class DartsSupernet(Supernet):
+    """Weight-sharing DARTS search network: `net(x, arch)` runs one genotype, `net(x, ArchWeights)` the relaxation."""
+
+    def __init__(self, space: Space, num_classes: int = 10, C: int = 16, layers: int = 8, in_channels: int = 3,
+                 bn_mode: str = "batch", affine: bool = False, stem_multiplier: int = 3):
+        super().__init__()
+        if space.name != "darts":
+            raise ValueError(f"DartsSupernet needs the darts space, got {space.name!r}")
+        check_mode(bn_mode)
+        self.space = space
+        self.num_classes, self.C, self.layers, self.in_channels = num_classes, C, layers, in_channels
+        self.bn_mode, self.affine, self.stem_multiplier = bn_mode, affine, stem_multiplier
+        c_stem = stem_multiplier * C
+        self.stem = nn.Sequential(nn.Conv2d(in_channels, c_stem, 3, padding=1, bias=False),
+                                  make_bn(c_stem, True, bn_mode))
+        self.cells = nn.ModuleList()
+        c_out = c_stem
+        for c_pp, c_p, c, reduction, reduction_prev in cell_layout(C, layers, stem_multiplier):
+            self.cells.append(SearchCell("reduce" if reduction else "normal", c_pp, c_p, c, reduction_prev, affine,
+                                         bn_mode))
+            c_out = 4 * c
+        self.classifier = nn.Linear(c_out, num_classes)
+        self._set_mask()
+
+    def _set_mask(self) -> None:
+        mask = np.asarray(self.space.relaxation_mask(), dtype=bool)
+        self._allowed = [tuple(k for k in range(1, len(PRIMITIVES)) if mask[r, k]) for r in range(len(RELAXED_ROWS))]
+
+    def build_options(self) -> dict:
+        return dict(num_classes=self.num_classes, C=self.C, layers=self.layers, in_channels=self.in_channels,
+                    bn_mode=self.bn_mode, affine=self.affine, stem_multiplier=self.stem_multiplier)
+
+    def forward(self, x: torch.Tensor, arch: Arch | ArchWeights) -> torch.Tensor:
+        """The single path of an `Arch`, or the `mix` relaxation of `ArchWeights` (`[28, 8]`, see RELAXED_ROWS)."""
+        s0 = s1 = self.stem(x)
+        n = len(EDGES)
+        if isinstance(arch, ArchWeights):
+            w = arch.weights
+            if tuple(w.shape) != RELAXED_SHAPE:
+                raise ValueError(f"DARTS arch weights have shape {RELAXED_SHAPE} (14 normal then 14 reduce edges x "
+                                 f"{len(PRIMITIVES)} ops), got {tuple(w.shape)}")
+            if arch.hard is not None and len(arch.hard) != n * 2:
+                raise ValueError(f"DARTS hard weights need {2 * n} chosen indices, got {len(arch.hard)}")
+            for cell in self.cells:
+                off = n if cell.kind == "reduce" else 0
+                hard = None if arch.hard is None else arch.hard[off: off + n]
+                s0, s1 = s1, cell.mixed(s0, s1, w[off: off + n], hard, self._allowed[off: off + n])
+        else:
+            choices = arch.choices
+            half = len(choices) // 2
+            blocks = {"normal": tuple(choices[:half]), "reduce": tuple(choices[half:])}
+            for cell in self.cells:
+                s0, s1 = s1, cell.single(s0, s1, blocks[cell.kind])
+        return self.classifier(torch.flatten(F.adaptive_avg_pool2d(s1, 1), 1))
+
+    def parameter_registry(self) -> list[tuple[ChoiceKey, str, nn.Parameter]]:
+        out = []
+        for name, p in self.named_parameters():
+            parts = name.split(".")
+            if parts[0] == "cells":
+                index = int(parts[1])
+                if parts[2] == "edges":
+                    key = ChoiceKey("cell", index, f"{self.cells[index].kind}:{parts[3]}", parts[4])
+                else:
+                    key = ChoiceKey("preprocess", index, None, None)
+            elif parts[0] == "stem":
+                key = ChoiceKey("stem", None, None, None)
+            else:
+                key = ChoiceKey("head", None, None, None)
+            out.append((key, name, p))
+        return out
+
+    def choice_parameters(self) -> dict[tuple[str, Hashable], list[nn.Parameter]]:
+        """`(op_label, op) -> parameters of op on every edge into that node` (both op slots of the node share
+        them; see the module docstring). Input decisions and parameter-free ops map to empty lists."""
+        out: dict[tuple[str, Hashable], list[nn.Parameter]] = {
+            (d.label, c): [] for d in self.space.decisions for c in d.candidates
+        }
+        for key, _, p in self.parameter_registry():
+            if key.label is None:
+                continue
+            cell, edge = key.label.split(":")
+            node = edge.split("<-")[0]
+            for j in (0, 1):
+                out[(f"{cell}.n{node}.op{j}", key.choice)].append(p)
+        return out
+
+    def export(self, arch: Arch, inherit: bool = True) -> DartsNetwork:
+        """The standalone child of `arch` (search-cell ops, see the module docstring) with this supernet's weights
+        and BN statistics when `inherit`."""
+        if not self.space.root.contains(arch):
+            raise ValueError(f"{arch!r} is not an arch of this supernet's space")
+        genotype = self.space.genotype(arch)
+        ref = next(self.parameters())
+        child = DartsNetwork(genotype, num_classes=self.num_classes, C=self.C, layers=self.layers,
+                             in_channels=self.in_channels, stem_multiplier=self.stem_multiplier, auxiliary=False,
+                             search_ops=True, affine=self.affine, bn_mode=self.bn_mode)
+        child = child.to(device=ref.device, dtype=ref.dtype)
+        if inherit:
+            source = self.state_dict()
+            state = child.state_dict()
+            for key in state:
+                m = _CHILD_OP_KEY.match(key)
+                if m:
+                    index, j, rest = int(m.group(1)), int(m.group(2)), m.group(3)
+                    op, src = genotype[self.cells[index].kind][j]
+                    key_in = f"cells.{index}.edges.{NODES[j // 2]}<-{src}.{op}.{rest}"
+                else:
+                    key_in = key
+                if key_in in source:  # preprocessing BN weights exist only in an affine supernet
+                    state[key] = source[key_in].clone()
+            child.load_state_dict(state)
+        child.train(self.training)
+        return child
+
+    def restrict(self, space: Space) -> DartsSupernet:
+        """A sub-supernet over a restricted space, sharing no parameter, buffer or state with this one."""
+        if space.name != self.space.name:
+            raise ValueError(f"cannot restrict a {self.space.name} supernet to space {space.name!r}")
+        clone = copy.deepcopy(self)
+        clone.space = space
+        for cell in clone.cells:
+            cell._plans = {}
+        clone._set_mask()
+        return clone
+
+
+def build_eval_network(arch: Arch, C: int | None = None, layers: int | None = None, num_classes: int = 10,
+                       auxiliary: bool = True, in_channels: int = 3, drop_path: float = 0.0) -> nn.Module:
+    """The standalone network to train an arch from scratch.
+
+    DARTS arch: DARTS's CIFAR evaluation network (`NetworkCIFAR`; C=36, layers=20 unless given), affine BN with
+    running statistics, auxiliary head after cell 2*layers//3 when `auxiliary`, drop-path probability
+    `drop_path` (the `drop_path_prob` attribute, settable per epoch). NB201 arch: the benchmark's network
+    `NB201Network(arch, num_classes, C=16, N=5, affine=True, bn_mode="running")`; `C` and `layers` set its C
+    and N only when given; it has no auxiliary head (`auxiliary` is ignored) and no drop-path.
+    """
+    space = arch.space
+    if space.name == "darts":
+        return DartsNetwork(space.genotype(arch), num_classes=num_classes, C=36 if C is None else C,
+                            layers=20 if layers is None else layers, in_channels=in_channels, auxiliary=auxiliary,
+                            drop_path_prob=drop_path, search_ops=False, affine=True, bn_mode="running")
+    if space.name == "nb201":
+        if drop_path:
+            raise ValueError(f"the NB201 evaluation network has no drop-path; got drop_path={drop_path}")
+        return NB201Network(arch, num_classes=num_classes, C=16 if C is None else C, N=5 if layers is None else layers,
+                            in_channels=in_channels, affine=True, bn_mode="running")
+    raise ValueError(f"no evaluation network for space {space.name!r}; available: darts, nb201")
