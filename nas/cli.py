@@ -1,4 +1,4 @@
-"""The `nas` command: `nas search`, `nas rank`, `nas bench build`, `nas list`, `nas arch info`.
+"""The `nas` command: `nas search`, `nas train`, `nas rank`, `nas bench build`, `nas list`, `nas arch info`.
 
 User errors (bad flags, config values, arch strings, files) print one line `nas: error: ...` and exit 2;
 an interrupted search tells how to resume and exits 130.
@@ -54,6 +54,24 @@ def _build_parser() -> argparse.ArgumentParser:
     search.add_argument("--rank-benchmark", metavar="NAME|DIR", help="benchmark for --rank-every (nas list)")
     search.add_argument("--quiet", action="store_true", help="no console output (the log file still gets it)")
 
+    final = sub.add_parser("train", help="train a final architecture from scratch with its space's recipe",
+                           description="Train an arch from scratch with the evaluation recipe of its space "
+                                       "(DARTS: C=36, 20 layers, auxiliary 0.4, drop-path 0.2, cutout 16, 600 epochs; "
+                                       "NB201: C=16, N=5, 200 epochs). Override any value with --set KEY=VALUE.")
+    final.add_argument("--space", help="search space (read from arch.json when --arch is a run directory)")
+    final.add_argument("--arch", metavar="ARCH|RUN_DIR", help="arch string, arch.json, or a search run directory")
+    final.add_argument("--dataset", help="dataset (default cifar10)")
+    final.add_argument("--epochs", type=int, help="training epochs (default: the recipe's)")
+    final.add_argument("--seed", type=int, help="seed")
+    final.add_argument("--data-dir", help="folder holding dataset files")
+    final.add_argument("--download", action="store_true", default=None, help="download cifar10/cifar100")
+    final.add_argument("--device", help="auto, cpu, cuda, cuda:N or mps")
+    final.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides",
+                       help="recipe value, e.g. --set C=16 --set layers=8 --set cutout=0")
+    final.add_argument("--out", help="run directory (default: a new folder under runs/)")
+    final.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted training run")
+    final.add_argument("--quiet", action="store_true", help="no console output")
+
     rank = sub.add_parser("rank", help="ranking consistency of a trained supernet against a benchmark",
                           description="Score benchmark archs with a run's inherited weights and compare with the "
                                       "benchmark's truth: Kendall tau, Spearman, precision@k, regret, with "
@@ -99,8 +117,9 @@ def _build_parser() -> argparse.ArgumentParser:
     info.add_argument("--space", required=True, help="search space (nas list)")
     info.add_argument("--arch", required=True, help="arch string, e.g. '|nor_conv_3x3~0|+|...|'")
     info.add_argument("--dataset", default="cifar10", help="task the counts are for (default cifar10)")
-    info.add_argument("--C", type=int, default=16, help="initial channels (default 16)")
-    info.add_argument("--N", type=int, default=5, help="cells per stage (default 5)")
+    info.add_argument("--C", type=int, help="initial channels (default: the space's final network, 16 / 36)")
+    info.add_argument("--N", type=int, help="nb201: cells per stage (default 5)")
+    info.add_argument("--layers", type=int, help="darts: cells of the evaluation network (default 20)")
     info.add_argument("--json", action="store_true", help="print JSON")
     return parser
 
@@ -223,6 +242,62 @@ def _cmd_bench_build(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_train(args: argparse.Namespace) -> int:
+    import dataclasses
+    import time
+
+    from . import config as cfg
+    from . import data, final, rundir
+
+    if args.resume:
+        given = [f"--{n.replace('_', '-')}" for n in ("space", "arch", "dataset", "epochs", "seed", "data_dir",
+                                                       "download", "device", "out") if getattr(args, n) is not None]
+        if given or args.overrides:
+            raise UserError(f"--resume continues {args.resume} with its saved settings; drop "
+                            f"{', '.join(given + (['--set'] if args.overrides else []))}")
+        run_path = Path(args.resume)
+        settings = final.load_settings(run_path)
+        summary = run_path / "summary.json"
+        if summary.is_file() and json.loads(summary.read_text()).get("status") == "complete":
+            print(f"{run_path} is already complete; nothing to resume", file=sys.stderr)
+            return 0
+    else:
+        if args.arch is None:
+            raise UserError("nas train needs --arch (an arch string, an arch.json or a search run directory)")
+        space, arch = final.resolve_arch(args.space, args.arch)
+        values = {k: v for k, v in {"dataset": args.dataset, "epochs": args.epochs, "seed": args.seed,
+                                    "data_dir": args.data_dir, "download": args.download,
+                                    "device": args.device}.items() if v is not None}
+        fields = {f.name: f for f in dataclasses.fields(final.FinalSettings)}
+        settable = sorted(set(fields) - {"space", "arch"})
+        for item in args.overrides:
+            for key, value in cfg.parse_override(item).items():
+                if key not in settable:
+                    raise UserError(f"--set {key} is not a training setting; accepted: {', '.join(settable)}")
+                values[key] = value
+        settings = final.FinalSettings.for_space(space, arch, **values)
+        for f in dataclasses.fields(settings):
+            value, default = getattr(settings, f.name), final.FinalSettings.__dataclass_fields__[f.name].default
+            kind = type(default) if default is not None and default is not dataclasses.MISSING else None
+            if kind is float and isinstance(value, int) and not isinstance(value, bool):
+                continue
+            if kind is not None and not isinstance(value, kind):
+                raise UserError(f"{f.name}={value!r} is not valid; accepted: a {kind.__name__}")
+        if settings.dataset not in data.DATASETS:
+            raise UserError(f"unknown dataset {settings.dataset!r}; accepted: {', '.join(data.DATASETS)}")
+        if settings.epochs < 1 or settings.batch_size < 2 or settings.C < 1 or settings.layers < 1:
+            raise UserError("epochs, C and layers must be at least 1 and batch_size at least 2")
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        default_out = Path("runs") / f"{stamp}-train-{space}-{settings.dataset}-s{settings.seed}"
+        run_path = rundir.create(Path(args.out) if args.out else default_out, {}, text=final.settings_text(settings))
+    try:
+        final.train_final(settings, run_path, resume=bool(args.resume), quiet=args.quiet)
+    except KeyboardInterrupt:
+        print(f"\ninterrupted; continue with: nas train --resume {run_path}", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    return 0
+
+
 def _cmd_list(args: argparse.Namespace) -> int:
     import searchspaces
     import strategies
@@ -262,7 +337,8 @@ def _cmd_arch_info(args: argparse.Namespace) -> int:
     space = searchspaces.get(args.space)
     arch = space.parse(args.arch)
     classes, channels, size = _TASKS[args.dataset]
-    task = dict(num_classes=classes, in_channels=channels, image_size=size, C=args.C, N=args.N)
+    task = dict(num_classes=classes, in_channels=channels, image_size=size)
+    task.update({k: v for k, v in (("C", args.C), ("N", args.N), ("layers", args.layers)) if v is not None})
     info = {
         "space": space.name,
         "arch": arch.to_string(),
@@ -293,6 +369,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "search":
             return _cmd_search(args, argv)
+        if args.command == "train":
+            return _cmd_train(args)
         if args.command == "rank":
             return _cmd_rank(args)
         if args.command == "bench" and args.bench_command == "build":

@@ -41,8 +41,9 @@ def default_run_dir(config: dict, root: str | Path = "runs") -> Path:
     return path
 
 
-def create(path: str | Path, config: dict) -> Path:
-    """Make a new run directory and save the resolved config first; an existing non-empty one is refused."""
+def create(path: str | Path, config: dict, text: str | None = None) -> Path:
+    """Make a new run directory and save the resolved config first (`text`, or the search config's YAML); an
+    existing non-empty one is refused."""
     path = Path(path)
     if path.exists() and (not path.is_dir() or any(path.iterdir())):
         raise UserError(
@@ -51,7 +52,7 @@ def create(path: str | Path, config: dict) -> Path:
         )
     path.mkdir(parents=True, exist_ok=True)
     (path / "checkpoints").mkdir(exist_ok=True)
-    atomic_write_text(path / "config.yaml", cfg.dump(config))
+    atomic_write_text(path / "config.yaml", cfg.dump(config) if text is None else text)
     return path
 
 
