@@ -366,7 +366,7 @@ def _check_like(key: str, value: Any, default: Any) -> None:
     if isinstance(default, bool):
         return _bool(key, value)
     if isinstance(default, int):
-        return _int(1 if key in ("supernet.C", "supernet.N") else None)(key, value)
+        return _int(1 if key.startswith("supernet.") else None)(key, value)
     if isinstance(default, float):
         return _float()(key, value)
     if isinstance(default, str) and not isinstance(value, str):
@@ -396,7 +396,7 @@ def _validate_combinations(config: Config) -> None:
             f"search.sample_size={search['sample_size']} exceeds search.population={search['population']}; "
             "the tournament samples from the population"
         )
-    bn_build = config["supernet"].get("bn_mode", "batch")
+    bn_build = config["supernet"].get("bn_mode", supernets.OPTIONS[config["space"]["name"]].get("bn_mode", "batch"))
     bn_eval = ev["bn_mode"] or bn_build
     if bn_build == "batch" and bn_eval != "batch":
         raise UserError(

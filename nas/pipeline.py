@@ -63,8 +63,10 @@ def make_evaluator(config: dict, net: supernets.Supernet, bundle, split_name: st
 
 def _task(config: dict, bundle) -> dict[str, Any]:
     """Arguments of the analytic cost functions: the standalone child in the benchmark configuration (affine BN)."""
-    return dict(num_classes=bundle.num_classes, in_channels=bundle.in_channels, image_size=bundle.image_size,
-                **{k: v for k, v in config["supernet"].items() if k in ("C", "N")})
+    task = dict(num_classes=bundle.num_classes, in_channels=bundle.in_channels, image_size=bundle.image_size)
+    if "N" in config["supernet"]:  # NB201: the final network has the supernet's macro structure
+        task.update(C=config["supernet"]["C"], N=config["supernet"]["N"])
+    return task  # DARTS: the evaluation network's own defaults (C=36, 20 layers)
 
 
 def run_search(config: dict, run_path: Path, argv: Sequence[str], quiet: bool = False,
