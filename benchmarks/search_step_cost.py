@@ -1,0 +1,168 @@
+"""Time and peak memory of one search step on a supernet: single path vs the `mix` relaxation (and GDAS).
+
+    python benchmarks/search_step_cost.py [--space darts] [--batch-size 64] [--steps 5] [--repeats 3]
+
+Modes, each one training step on the same batch (forward, cross-entropy, backward, clip, SGD over all weights):
+- `single`: a uniformly sampled path (SPOS, PA&DA): only the sampled candidates run;
+- `mix`: softmax weights over every candidate of every edge (DARTS's weight step): all candidates run;
+- `darts`: a whole first-order DARTS step, the architecture step on a validation batch plus the weight step;
+- `gdas`: straight-through Gumbel samples: one candidate per edge runs, alpha still gets gradients.
+Every mode runs in its own process, so its peak memory is its own: on CPU the peak resident set size during the
+steps above the level before the first one (`ru_maxrss`), on CUDA `torch.cuda.max_memory_allocated`. Times are
+medians over repeats of the mean step time. The last line of stdout is one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+
+MODES = ("single", "mix", "darts", "gdas")
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def _positive(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return int(text)
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = _Parser(prog="search_step_cost.py", description=__doc__.split("\n\n")[0])
+    p.add_argument("--space", default="darts", choices=("darts", "nb201"))
+    p.add_argument("--modes", default=",".join(MODES), help=f"comma-separated subset of {', '.join(MODES)}")
+    p.add_argument("--batch-size", type=_positive, default=64)
+    p.add_argument("--image-size", type=_positive, default=32)
+    p.add_argument("--C", type=_positive, default=16)
+    p.add_argument("--layers", type=_positive, default=8, help="darts: cells; nb201: cells per stage (N)")
+    p.add_argument("--steps", type=_positive, default=5)
+    p.add_argument("--warmup", type=_positive, default=1)
+    p.add_argument("--repeats", type=_positive, default=3)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--threads", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--worker", choices=MODES, help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    modes = [m for m in args.modes.split(",") if m]
+    bad = [m for m in modes if m not in MODES]
+    if bad or not modes:
+        p.error(f"--modes {args.modes!r} is not valid; accepted: a comma-separated subset of {', '.join(MODES)}")
+    args.mode_list = modes
+    return args
+
+
+def worker(args: argparse.Namespace) -> dict:
+    """One mode in this process: time `steps` steps `repeats` times and measure the peak memory."""
+    import numpy as np
+    import torch
+    import torch.nn.functional as F
+
+    import searchspaces
+    import strategies
+    import supernets
+    from nas import data
+    from nas.runtime import select_device
+    from supernets import ArchWeights
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    device = select_device(args.device)
+    space = searchspaces.get(args.space)
+    size = {"darts": {"C": args.C, "layers": args.layers}, "nb201": {"C": args.C, "N": args.layers}}[args.space]
+    net = supernets.build(space, num_classes=10, in_channels=3, **size).to(device)
+    bundle = data.load("synthetic", synthetic_size=max(2 * args.batch_size, 20), synthetic_image_size=args.image_size,
+                       valid_fraction=0.5, device=device)
+    train = next(bundle.train.batches(args.batch_size, augment=False))
+    valid = next(bundle.valid.batches(args.batch_size, augment=False))
+    params = list(net.parameters())
+    optimizer = torch.optim.SGD(params, lr=0.025, momentum=0.9, weight_decay=3e-4)
+    strategy = strategies.get("gdas" if args.worker == "gdas" else "darts")
+    strategy.setup(net, space, args.seed, bundle, epochs=1)
+    rng = np.random.default_rng(args.seed)
+
+    def relaxed() -> ArchWeights:
+        return ArchWeights(strategy.weights().detach())
+
+    def step() -> None:
+        if args.worker == "darts":
+            strategy.arch_step(valid, strategies.ArchStepContext(0, 0, train, 0.025, optimizer))
+        arch = {"single": lambda: space.sample(rng), "mix": relaxed, "darts": relaxed,
+                "gdas": strategy.relaxed}[args.worker]()
+        loss = F.cross_entropy(net(train.x, arch), train.y)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 5.0, foreach=True)
+        optimizer.step()
+
+    def sync() -> None:
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+
+    sync()
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+        base = torch.cuda.memory_allocated()
+    base_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # model, data and libraries, before any step
+    for _ in range(args.warmup):
+        step()
+    means = []
+    for _ in range(args.repeats):
+        started = time.perf_counter()
+        for _ in range(args.steps):
+            step()
+        sync()
+        means.append((time.perf_counter() - started) / args.steps)
+    if device.type == "cuda":
+        peak_mb = (torch.cuda.max_memory_allocated() - base) / 2**20
+        kind = "cuda max_memory_allocated above the model and data"
+    else:
+        peak_mb = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base_rss) / 1024  # kB on Linux
+        kind = "peak RSS of the process above its level before the first step"
+    return {"mode": args.worker, "step_s": statistics.median(means), "per_repeat": means, "peak_mb": peak_mb,
+            "rss_before_steps_mb": base_rss / 1024, "memory": kind}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.worker:
+        print(json.dumps(worker(args)))
+        return 0
+    passed = [a for a in (argv if argv is not None else sys.argv[1:])]
+    results = {}
+    for mode in args.mode_list:
+        proc = subprocess.run([sys.executable, os.path.abspath(__file__), *passed, "--worker", mode],
+                              capture_output=True, text=True)
+        if proc.returncode != 0:
+            print(f"search_step_cost.py: error: mode {mode} failed: {proc.stderr.strip().splitlines()[-1:]}",
+                  file=sys.stderr)
+            return 1
+        results[mode] = json.loads(proc.stdout.strip().splitlines()[-1])
+        print(f"{mode:7s} {results[mode]['step_s'] * 1e3:8.1f} ms/step  peak {results[mode]['peak_mb']:8.1f} MB",
+              file=sys.stderr)
+    summary = {"space": args.space, "batch_size": args.batch_size, "image_size": args.image_size, "C": args.C,
+               "layers": args.layers, "device": args.device, "steps": args.steps, "repeats": args.repeats,
+               "modes": results}
+    for mode in results:
+        summary[f"{mode}_step_s"] = results[mode]["step_s"]
+        summary[f"{mode}_peak_mb"] = results[mode]["peak_mb"]
+    if "single" in results:
+        for mode in results:
+            if mode != "single":
+                summary[f"{mode}_over_single_time"] = results[mode]["step_s"] / results["single"]["step_s"]
+    print(json.dumps(summary))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
