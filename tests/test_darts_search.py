@@ -1,0 +1,34 @@
+"""`nas search --space darts` with every strategy on digits, end to end."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import pytest
+
+import searchspaces
+from nas.cli import main
+
+TINY = ["--space", "darts", "--dataset", "digits", "--epochs", "2", "--set", "supernet.C=2", "--set",
+        "supernet.layers=3", "--set", "train.batch_size=128", "--set", "search.budget=4", "--set",
+        "eval.monitor_archs=0", "--quiet"]
+
+
+@pytest.mark.parametrize("strategy", ["uniform", "pada", "darts", "gdas"])
+def test_darts_space_search_ends_with_a_valid_genotype(strategy, tmp_path):
+    out = tmp_path / strategy
+    assert main(["search", "--strategy", strategy, *TINY, "--out", str(out)]) == 0
+    arch = json.loads((out / "arch.json").read_text())
+    space = searchspaces.get("darts")
+    parsed = space.parse(arch["arch"])
+    assert space.is_valid(parsed) and parsed.to_string() == arch["arch"] and arch["arch"].startswith("Genotype(")
+    assert arch["params"] == space.params(parsed, in_channels=1, num_classes=10)  # the C=36 evaluation network
+    if strategy == "pada":
+        with open(out / "metrics.csv", newline="") as fh:
+            row = next(csv.DictReader(fh))
+        ops = [k for k in row if k.startswith("p") and "sep_conv_3x3" in k]
+        assert ops, "PA&DA logs its op distribution, shared by all op decisions of the DARTS space"
+    if strategy in ("darts", "gdas"):
+        report = json.loads((out / "strategy.json").read_text())
+        assert len(report["labels"]) == 28 and len(report["alpha_history"]) == 2
