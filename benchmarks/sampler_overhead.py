@@ -23,6 +23,7 @@ import statistics
 import sys
 
 import torch
+from _args import OneLineParser, positive_int
 
 import searchspaces
 import strategies
@@ -34,27 +35,16 @@ from nas.progress import Reporter
 from nas.runtime import seed_everything, select_device
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str):  # type: ignore[override]
-        self.exit(2, f"{self.prog}: error: {message}\n")
-
-
-def _positive(text: str) -> int:
-    if not text.isdigit() or int(text) < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return int(text)
-
-
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = _Parser(prog="sampler_overhead.py", description=__doc__.split("\n\n")[0])
+    p = OneLineParser(prog="sampler_overhead.py", description=__doc__.split("\n\n")[0])
     p.add_argument("--strategy", default="pada", help="strategy to compare with uniform (default pada)")
     p.add_argument("--space", default="nb201")
-    p.add_argument("--batch-size", type=_positive, default=64)
-    p.add_argument("--image-size", type=_positive, default=32)
-    p.add_argument("--steps", type=_positive, default=8, help="steps per epoch")
-    p.add_argument("--repeats", type=_positive, default=3)
-    p.add_argument("--C", type=_positive, default=16)
-    p.add_argument("--N", type=_positive, default=5)
+    p.add_argument("--batch-size", type=positive_int, default=64)
+    p.add_argument("--image-size", type=positive_int, default=32)
+    p.add_argument("--steps", type=positive_int, default=8, help="steps per epoch")
+    p.add_argument("--repeats", type=positive_int, default=3)
+    p.add_argument("--C", type=positive_int, default=16)
+    p.add_argument("--N", type=positive_int, default=5)
     p.add_argument("--device", default="auto")
     p.add_argument("--threads", type=int, default=0)
     p.add_argument("--seed", type=int, default=0)

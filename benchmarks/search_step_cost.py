@@ -23,31 +23,22 @@ import subprocess
 import sys
 import time
 
+from _args import OneLineParser, positive_int
+
 MODES = ("single", "mix", "darts", "gdas")
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str):  # type: ignore[override]
-        self.exit(2, f"{self.prog}: error: {message}\n")
-
-
-def _positive(text: str) -> int:
-    if not text.isdigit() or int(text) < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return int(text)
-
-
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = _Parser(prog="search_step_cost.py", description=__doc__.split("\n\n")[0])
+    p = OneLineParser(prog="search_step_cost.py", description=__doc__.split("\n\n")[0])
     p.add_argument("--space", default="darts", choices=("darts", "nb201"))
     p.add_argument("--modes", default=",".join(MODES), help=f"comma-separated subset of {', '.join(MODES)}")
-    p.add_argument("--batch-size", type=_positive, default=64)
-    p.add_argument("--image-size", type=_positive, default=32)
-    p.add_argument("--C", type=_positive, default=16)
-    p.add_argument("--layers", type=_positive, default=8, help="darts: cells; nb201: cells per stage (N)")
-    p.add_argument("--steps", type=_positive, default=5)
-    p.add_argument("--warmup", type=_positive, default=1)
-    p.add_argument("--repeats", type=_positive, default=3)
+    p.add_argument("--batch-size", type=positive_int, default=64)
+    p.add_argument("--image-size", type=positive_int, default=32)
+    p.add_argument("--C", type=positive_int, default=16)
+    p.add_argument("--layers", type=positive_int, default=8, help="darts: cells; nb201: cells per stage (N)")
+    p.add_argument("--steps", type=positive_int, default=5)
+    p.add_argument("--warmup", type=positive_int, default=1)
+    p.add_argument("--repeats", type=positive_int, default=3)
     p.add_argument("--device", default="cpu")
     p.add_argument("--threads", type=int, default=0)
     p.add_argument("--seed", type=int, default=0)

@@ -29,6 +29,7 @@ from collections.abc import Callable
 import numpy as np
 import torch
 import torch.nn.functional as F
+from _args import OneLineParser, non_negative_int, positive_int
 from torch import nn
 
 import searchspaces
@@ -37,47 +38,21 @@ import supernets
 LR, MOMENTUM, WEIGHT_DECAY, GRAD_CLIP = 0.05, 0.9, 2.5e-4, 5.0
 
 
-class _Parser(argparse.ArgumentParser):
-    """argparse that reports a bad option in one line (no usage block) and exits with status 2."""
-
-    def error(self, message: str):  # type: ignore[override]
-        self.exit(2, f"{self.prog}: error: {message}\n")
-
-
-def _int_at_least(minimum: int, kind: str):
-    """An argparse type: an integer >= `minimum`, refused in one line otherwise."""
-
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a {kind} integer, got {text!r}") from None
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f"expected a {kind} integer, got {value}")
-        return value
-
-    return parse
-
-
-_positive = _int_at_least(1, "positive")
-_non_negative = _int_at_least(0, "non-negative")
-
-
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = _Parser(prog="step_time.py", description=__doc__.split("\n\n")[0])
-    p.add_argument("--batch-size", type=_positive, default=64)
-    p.add_argument("--image-size", type=_positive, default=32)
-    p.add_argument("--channels", type=_positive, default=3, help="input image channels")
-    p.add_argument("--classes", type=_positive, default=10)
-    p.add_argument("--C", type=_positive, default=16, help="channels of the first stage")
-    p.add_argument("--N", type=_positive, default=5, help="search cells per stage")
-    p.add_argument("--archs", type=_positive, default=8, help="K: number of fixed sampled archs (round robin)")
-    p.add_argument("--steps", type=_positive, default=10, help="timed steps per arch per repeat, each side")
-    p.add_argument("--warmup", type=_non_negative, default=3, help="untimed steps per arch, each side, before timing")
-    p.add_argument("--repeats", type=_positive, default=5)
+    p = OneLineParser(prog="step_time.py", description=__doc__.split("\n\n")[0])
+    p.add_argument("--batch-size", type=positive_int, default=64)
+    p.add_argument("--image-size", type=positive_int, default=32)
+    p.add_argument("--channels", type=positive_int, default=3, help="input image channels")
+    p.add_argument("--classes", type=positive_int, default=10)
+    p.add_argument("--C", type=positive_int, default=16, help="channels of the first stage")
+    p.add_argument("--N", type=positive_int, default=5, help="search cells per stage")
+    p.add_argument("--archs", type=positive_int, default=8, help="K: number of fixed sampled archs (round robin)")
+    p.add_argument("--steps", type=positive_int, default=10, help="timed steps per arch per repeat, each side")
+    p.add_argument("--warmup", type=non_negative_int, default=3, help="untimed steps per arch and side")
+    p.add_argument("--repeats", type=positive_int, default=5)
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
-    p.add_argument("--threads", type=_non_negative, default=0, help="torch intra-op threads (0: torch's default)")
-    p.add_argument("--seed", type=_non_negative, default=0)
+    p.add_argument("--threads", type=non_negative_int, default=0, help="torch intra-op threads (0: torch's default)")
+    p.add_argument("--seed", type=non_negative_int, default=0)
     p.add_argument("--bn-mode", default="batch", choices=supernets.BN_MODES)
     p.add_argument("--affine", action="store_true", help="affine BatchNorm (convs then have no bias)")
     args = p.parse_args(argv)

@@ -37,6 +37,17 @@ def _preserved_bn_stats(net: nn.Module) -> Iterator[None]:
                 state[name].copy_(value)
 
 
+@torch.no_grad()
+def accuracy(model: nn.Module, split, batch_size: int, device: torch.device, amp: bool = False) -> float:
+    """Top-1 accuracy (%) of a standalone model in eval mode on a device-resident split."""
+    model.eval()
+    correct = torch.zeros((), dtype=torch.long, device=device)
+    for batch in split.batches(batch_size, augment=False):
+        with autocast(device, amp):
+            correct += (model(batch.x).argmax(1) == batch.y).sum()
+    return 100.0 * correct.item() / len(split)
+
+
 class ArchEvaluator:
     """`evaluator(arch) -> top-1 accuracy (%)` on one split with the supernet's inherited weights."""
 

@@ -27,6 +27,7 @@ from . import checkpoint, rundir
 from . import data as datasets
 from .engine import Schedule
 from .errors import UserError
+from .evaluate import accuracy
 from .io import atomic_write_json
 from .progress import ETA, Reporter, format_seconds
 from .runtime import autocast, derive_seed, epoch_generator, seed_everything, select_device
@@ -120,16 +121,6 @@ def _count_params(model: torch.nn.Module) -> int:
     return sum(p.numel() for name, p in model.named_parameters() if "auxiliary" not in name)
 
 
-@torch.no_grad()
-def _accuracy(model: torch.nn.Module, split, batch_size: int, device: torch.device, amp: bool) -> float:
-    model.eval()
-    correct = torch.zeros((), dtype=torch.long, device=device)
-    for batch in split.batches(batch_size, augment=False):
-        with autocast(device, amp):
-            correct += (model(batch.x).argmax(1) == batch.y).sum()
-    return 100.0 * correct.item() / len(split)
-
-
 def train_final(settings: FinalSettings, run_path: Path, resume: bool = False, quiet: bool = False) -> dict[str, Any]:
     """Train the arch of `settings` from scratch into `run_path`; returns the summary."""
     s = settings
@@ -201,7 +192,7 @@ def train_final(settings: FinalSettings, run_path: Path, resume: bool = False, q
             row = {"epoch": epoch + 1, "lr": lr, "train_loss": loss_sum.item() / seen,
                    "train_acc": 100.0 * correct.item() / seen}
             if (epoch + 1) % s.eval_every == 0 or epoch + 1 == s.epochs:
-                row["test_acc"] = _accuracy(model, bundle.test, s.eval_batch_size, device, s.amp)
+                row["test_acc"] = accuracy(model, bundle.test, s.eval_batch_size, device, s.amp)
             row["epoch_time_s"] = round(time.perf_counter() - started, 3)
             rows.append(row)
             checkpoint.save(last, {"format": 1, "epoch": epoch + 1, "rows": rows, "model": model.state_dict(),

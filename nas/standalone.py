@@ -20,6 +20,7 @@ import supernets
 
 from . import data as datasets
 from .engine import Schedule
+from .evaluate import accuracy
 from .runtime import autocast, derive_seed, epoch_generator, select_device
 
 STREAM_STANDALONE = 11
@@ -51,16 +52,6 @@ class StandaloneSettings:
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-
-@torch.no_grad()
-def _accuracy(model: torch.nn.Module, split, batch_size: int, device: torch.device, amp: bool) -> float:
-    model.eval()
-    correct = torch.zeros((), dtype=torch.long, device=device)
-    for batch in split.batches(batch_size, augment=False):
-        with autocast(device, amp):
-            correct += (model(batch.x).argmax(1) == batch.y).sum()
-    return 100.0 * correct.item() / len(split)
 
 
 def train_arch(arch_str: str, settings: StandaloneSettings | dict[str, Any]) -> dict[str, Any]:
@@ -104,8 +95,8 @@ def train_arch(arch_str: str, settings: StandaloneSettings | dict[str, Any]) -> 
                 C=s.C, N=s.N)
     return {
         "arch": arch.to_string(),
-        "test_acc": _accuracy(model, bundle.test, s.eval_batch_size, device, s.amp),
-        "valid_acc": _accuracy(model, bundle.valid, s.eval_batch_size, device, s.amp) if bundle.valid else None,
+        "test_acc": accuracy(model, bundle.test, s.eval_batch_size, device, s.amp),
+        "valid_acc": accuracy(model, bundle.valid, s.eval_batch_size, device, s.amp) if bundle.valid else None,
         "params": space.params(arch, **task),
         "flops": space.flops(arch, **task),
         "final_train_loss": loss_sum.item() / max(steps, 1),

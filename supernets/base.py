@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Hashable
 from dataclasses import dataclass
 
@@ -63,6 +64,18 @@ class Supernet(nn.Module):
             if key.label is not None:
                 out[(key.label, key.choice)].append(p)
         return out
+
+    def restrict(self, space: Space) -> Supernet:
+        """A sub-supernet over a restricted space (a few-shot split), sharing no parameter, buffer or state."""
+        if space.name != self.space.name:
+            raise ValueError(f"cannot restrict a {self.space.name} supernet to space {space.name!r}")
+        clone = copy.deepcopy(self)
+        clone.space = space
+        clone._on_space_change()
+        return clone
+
+    def _on_space_change(self) -> None:
+        """Drop whatever a subclass derived from the space (plans, masks) after `restrict`."""
 
     def export(self, arch: Arch) -> nn.Module:  # pragma: no cover - abstract
         """A standalone module of `arch` with the inherited weights copied in."""

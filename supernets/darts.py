@@ -33,7 +33,6 @@ per-candidate gradient norm sees the op's gradient wherever it ran. Input decisi
 
 from __future__ import annotations
 
-import copy
 import re
 from collections.abc import Hashable, Sequence
 
@@ -261,16 +260,10 @@ class DartsSupernet(Supernet):
         child.train(self.training)
         return child
 
-    def restrict(self, space: Space) -> DartsSupernet:
-        """A sub-supernet over a restricted space, sharing no parameter, buffer or state with this one."""
-        if space.name != self.space.name:
-            raise ValueError(f"cannot restrict a {self.space.name} supernet to space {space.name!r}")
-        clone = copy.deepcopy(self)
-        clone.space = space
-        for cell in clone.cells:
+    def _on_space_change(self) -> None:
+        for cell in self.cells:
             cell._plans = {}
-        clone._set_mask()
-        return clone
+        self._set_mask()
 
 
 def build_eval_network(arch: Arch, C: int | None = None, layers: int | None = None, num_classes: int = 10,

@@ -12,7 +12,6 @@ what the supernet computes for that arch, and the step-time benchmark compares l
 
 from __future__ import annotations
 
-import copy
 import re
 from collections.abc import Hashable, Sequence
 
@@ -293,11 +292,3 @@ class NB201Supernet(_NB201Body, Supernet):
             child.load_state_dict(state)
         child.train(self.training)
         return child
-
-    def restrict(self, space: Space) -> NB201Supernet:
-        """A sub-supernet over a restricted space, sharing no parameter, buffer or state with this one."""
-        if space.name != self.space.name:
-            raise ValueError(f"cannot restrict an {self.space.name} supernet to space {space.name!r}")
-        clone = copy.deepcopy(self)
-        clone.space = space
-        return clone

@@ -36,6 +36,40 @@ def fresh_data_cache():
     data.clear_cache()
 
 
+@pytest.fixture()
+def interrupt_after(monkeypatch):
+    """`interrupt_after(n)` makes runs stop with KeyboardInterrupt (as Ctrl-C would) right after the metrics of
+    epoch n are written; `interrupt_after.disarm()` restores normal runs, e.g. before `--resume`."""
+    from nas import rundir
+
+    real = rundir.write_metrics
+
+    def arm(epochs: int) -> None:
+        def write(path, rows):
+            real(path, rows)
+            if len(rows) >= epochs:
+                raise KeyboardInterrupt
+
+        monkeypatch.setattr(rundir, "write_metrics", write)
+
+    arm.disarm = lambda: monkeypatch.setattr(rundir, "write_metrics", real)
+    return arm
+
+
+@pytest.fixture()
+def item_calls(monkeypatch) -> dict[str, int]:
+    """Counts `Tensor.item()` calls (host syncs) from here on: `item_calls["n"]`."""
+    calls = {"n": 0}
+    real_item = torch.Tensor.item
+
+    def counting_item(self):
+        calls["n"] += 1
+        return real_item(self)
+
+    monkeypatch.setattr(torch.Tensor, "item", counting_item)
+    return calls
+
+
 @pytest.fixture(scope="session")
 def nb201_rows() -> list[dict[str, str]]:
     """All rows of the shared NB201 table (skips when the shared data is not beside the project)."""

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 import searchspaces
 import strategies
 import supernets
-from nas import checkpoint, rundir
+from nas import checkpoint
 from nas import data as datasets
 from nas.cli import main
 from supernets import ArchWeights
@@ -123,19 +123,13 @@ def test_search_ends_with_the_derived_arch_alpha_history_and_plot(name, tmp_path
         assert taus == pytest.approx([10.0, 5.05, 0.1])
 
 
-def test_darts_resume_restores_alpha_and_its_optimizer(tmp_path, monkeypatch):
+def test_darts_resume_restores_alpha_and_its_optimizer(tmp_path, interrupt_after):
     full, cut = tmp_path / "full", tmp_path / "cut"
     args = ["search", "--strategy", "darts", "--epochs", "2", *TINY, "--set", "search.method=none"]
     assert main([*args, "--out", str(full)]) == 0
-    real = rundir.write_metrics
-
-    def interrupt(path, rows):
-        real(path, rows)
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr(rundir, "write_metrics", interrupt)
+    interrupt_after(1)
     assert main([*args, "--out", str(cut)]) == 130
-    monkeypatch.setattr(rundir, "write_metrics", real)
+    interrupt_after.disarm()
     assert main(["search", "--resume", str(cut), "--quiet"]) == 0
     a = checkpoint.load(full / "checkpoints" / "last.pt")
     b = checkpoint.load(cut / "checkpoints" / "last.pt")

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import torch
 
-from nas import checkpoint, rundir
+from nas import checkpoint
 from nas.cli import main
 from nas.engine import Schedule
 
@@ -39,22 +39,15 @@ def test_cosine_per_epoch_matches_torch_cosine_annealing():
     assert [round(warm(0, s), 6) for s in range(5)] == [0.02, 0.04, 0.06, 0.08, 0.1] and warm(1, 0) == 0.1
 
 
-def test_resume_after_interruption_reproduces_the_uninterrupted_run(tmp_path, monkeypatch):
+def test_resume_after_interruption_reproduces_the_uninterrupted_run(tmp_path, interrupt_after):
     full, cut = tmp_path / "full", tmp_path / "cut"
     assert main(["search", *TINY, "--epochs", "3", "--out", str(full)]) == 0
 
-    real_write = rundir.write_metrics
-
-    def interrupt_after_first_epoch(path, rows):
-        real_write(path, rows)
-        if len(rows) == 2:
-            raise KeyboardInterrupt
-
-    monkeypatch.setattr(rundir, "write_metrics", interrupt_after_first_epoch)
+    interrupt_after(2)
     assert main(["search", *TINY, "--epochs", "3", "--out", str(cut)]) == 130
     assert checkpoint.load(cut / "checkpoints" / "last.pt")["epoch"] == 2
     assert not (cut / "summary.json").exists()
-    monkeypatch.setattr(rundir, "write_metrics", real_write)
+    interrupt_after.disarm()
     assert main(["search", "--resume", str(cut), "--quiet"]) == 0
 
     a = checkpoint.load(full / "checkpoints" / "last.pt")
@@ -84,20 +77,12 @@ def test_amp_on_cpu_trains(tmp_path):
     assert math.isfinite(float(rows[0]["train_loss"]))
 
 
-def test_engine_syncs_with_the_host_only_outside_the_step(tmp_path, monkeypatch):
+def test_engine_syncs_with_the_host_only_outside_the_step(tmp_path, item_calls):
     """`.item()` is called a bounded number of times per epoch, not once per step."""
-    calls = {"n": 0}
-    real_item = torch.Tensor.item
-
-    def counting_item(self):
-        calls["n"] += 1
-        return real_item(self)
-
-    monkeypatch.setattr(torch.Tensor, "item", counting_item)
     out = tmp_path / "sync"
     args = ["search", "--dataset", "digits", "--set", "supernet.C=4", "--set", "supernet.N=1",
             "--set", "search.method=none", "--set", "eval.monitor_archs=0", "--set", "train.batch_size=16",
             "--epochs", "1", "--quiet", "--out", str(out)]
     assert main(args) == 0
     steps = int(_rows(out)[0]["steps"])
-    assert steps >= 70 and calls["n"] <= 4
+    assert steps >= 70 and item_calls["n"] <= 4

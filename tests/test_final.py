@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import searchspaces
-from nas import checkpoint, final, rundir
+from nas import checkpoint, final
 from nas.cli import main
 from searchspaces.darts import DARTS_V2
 
@@ -34,7 +34,7 @@ def test_recipes_follow_the_papers():
     assert (nb201.C, nb201.layers, nb201.epochs, nb201.lr, nb201.nesterov) == (16, 5, 200, 0.1, True)
 
 
-def test_nb201_arch_trains_and_resumes_exactly(tmp_path, monkeypatch):
+def test_nb201_arch_trains_and_resumes_exactly(tmp_path, interrupt_after):
     full, cut = tmp_path / "full", tmp_path / "cut"
     args = ["train", "--space", "nb201", "--arch", NB201_ARCH, "--epochs", "2", *TINY_NB201]
     assert main([*args, "--out", str(full)]) == 0
@@ -43,15 +43,9 @@ def test_nb201_arch_trains_and_resumes_exactly(tmp_path, monkeypatch):
     assert summary["params"] == space.params(space.parse(NB201_ARCH), C=4, N=1, in_channels=1)
     assert 0 <= summary["final_test_acc"] <= 100 and summary["status"] == "complete"
 
-    real = rundir.write_metrics
-
-    def interrupt(path, rows):
-        real(path, rows)
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr(rundir, "write_metrics", interrupt)
+    interrupt_after(1)
     assert main([*args, "--out", str(cut)]) == 130
-    monkeypatch.setattr(rundir, "write_metrics", real)
+    interrupt_after.disarm()
     assert main(["train", "--resume", str(cut), "--quiet"]) == 0
     a, b = (checkpoint.load(d / "checkpoints" / "last.pt")["model"] for d in (full, cut))
     assert all(torch.equal(a[k], b[k]) for k in a)

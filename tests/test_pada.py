@@ -192,21 +192,12 @@ TINY = ["--strategy", "pada", "--dataset", "digits", "--set", "supernet.C=4", "-
         "--set", "search.budget=4", "--set", "eval.monitor_archs=0", "--set", "train.batch_size=128", "--quiet"]
 
 
-def test_resume_restores_pada_state_exactly(tmp_path, monkeypatch):
-    from nas import rundir
-
+def test_resume_restores_pada_state_exactly(tmp_path, interrupt_after):
     full, cut = tmp_path / "full", tmp_path / "cut"
     assert main(["search", *TINY, "--epochs", "3", "--out", str(full)]) == 0
-    real_write = rundir.write_metrics
-
-    def interrupt(path, rows):
-        real_write(path, rows)
-        if len(rows) == 2:
-            raise KeyboardInterrupt
-
-    monkeypatch.setattr(rundir, "write_metrics", interrupt)
+    interrupt_after(2)
     assert main(["search", *TINY, "--epochs", "3", "--out", str(cut)]) == 130
-    monkeypatch.setattr(rundir, "write_metrics", real_write)
+    interrupt_after.disarm()
     assert main(["search", "--resume", str(cut), "--quiet"]) == 0
     a = checkpoint.load(full / "checkpoints" / "last.pt")
     b = checkpoint.load(cut / "checkpoints" / "last.pt")
@@ -216,17 +207,9 @@ def test_resume_restores_pada_state_exactly(tmp_path, monkeypatch):
     assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
 
 
-def test_pada_bookkeeping_needs_no_host_sync_per_step(tmp_path, monkeypatch):
-    calls = {"n": 0}
-    real_item = torch.Tensor.item
-
-    def counting_item(self):
-        calls["n"] += 1
-        return real_item(self)
-
-    monkeypatch.setattr(torch.Tensor, "item", counting_item)
+def test_pada_bookkeeping_needs_no_host_sync_per_step(tmp_path, item_calls):
     args = [a for a in TINY if a != "train.batch_size=128"]
     args = ["search", *args[:-1], "train.batch_size=16", "--quiet", "--set", "search.method=none", "--epochs", "2",
             "--out", str(tmp_path / "r")]
     assert main(args) == 0
-    assert calls["n"] <= 8  # a few per epoch (epoch summary, q statistics), none per step (150 steps)
+    assert item_calls["n"] <= 8  # a few per epoch (epoch summary, q statistics), none per step (150 steps)
