@@ -352,8 +352,8 @@ def _cmd_arch_info(args: argparse.Namespace) -> int:
         print(json.dumps(info, indent=2))
     else:
         print(f"arch       {info['arch']}")
-        print(f"codes      {info['codes']}  (op index per edge)")
-        print(f"connected  {'yes' if info['valid'] else 'no: the output node is unreachable'}")
+        print(f"codes      {info['codes']}  (candidate index per decision)")
+        print(f"valid      {'yes' if info['valid'] else 'no: the space marks it invalid (nb201: output unreachable)'}")
         print(f"params     {info['params']:,}  ({info['params'] / 1e6:.6f} M, {args.dataset}, affine BN)")
         print(f"FLOPs      {info['flops']:,}  ({info['flops'] / 1e6:.2f} M multiply-adds per image)")
     return 0
