@@ -10,6 +10,7 @@ Like a search, a training run keeps its settings first, checkpoints every epoch 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import time
 from dataclasses import dataclass
@@ -17,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 import yaml
 
 import searchspaces
@@ -30,7 +30,8 @@ from .errors import UserError
 from .evaluate import accuracy
 from .io import atomic_write_json
 from .progress import ETA, Reporter, format_seconds
-from .runtime import autocast, derive_seed, epoch_generator, seed_everything, select_device
+from .runtime import derive_seed, epoch_generator, seed_everything, select_device
+from .supervised import train_epoch
 
 STREAM_CUTOUT, STREAM_DROP_PATH = 13, 14
 
@@ -159,7 +160,6 @@ def train_final(settings: FinalSettings, run_path: Path, resume: bool = False, q
         eta = ETA(s.epochs, start)
         for epoch in range(start, s.epochs):
             started = time.perf_counter()
-            model.train()
             if hasattr(model, "drop_path_prob"):
                 model.drop_path_prob = s.drop_path * epoch / s.epochs
             lr = schedule(epoch, 0)
@@ -168,29 +168,12 @@ def train_final(settings: FinalSettings, run_path: Path, resume: bool = False, q
             generator = epoch_generator(s.seed, epoch)
             torch.manual_seed(derive_seed(s.seed, STREAM_DROP_PATH, epoch))  # drop-path masks: resumable
             cut_generator = torch.Generator().manual_seed(derive_seed(s.seed, STREAM_CUTOUT, epoch))
-            loss_sum = torch.zeros((), device=device)
-            correct = torch.zeros((), dtype=torch.long, device=device)
-            seen = 0
-            for batch in bundle.train.batches(s.batch_size, shuffle=True, generator=generator, drop_last=True):
-                x = cutout(batch.x, s.cutout, cut_generator) if s.cutout > 0 else batch.x
-                with autocast(device, s.amp):
-                    out = model(x)
-                    logits, aux = out if isinstance(out, tuple) else (out, None)
-                    loss = F.cross_entropy(logits.float(), batch.y)
-                    if aux is not None:
-                        loss = loss + s.auxiliary_weight * F.cross_entropy(aux.float(), batch.y)
-                optimizer.zero_grad(set_to_none=True)
-                scaler.scale(loss).backward()
-                if s.grad_clip > 0:
-                    scaler.unscale_(optimizer)
-                    torch.nn.utils.clip_grad_norm_(model.parameters(), s.grad_clip, foreach=True)
-                scaler.step(optimizer)
-                scaler.update()
-                loss_sum += loss.detach() * batch.y.shape[0]
-                correct += (logits.detach().argmax(1) == batch.y).sum()
-                seen += batch.y.shape[0]
-            row = {"epoch": epoch + 1, "lr": lr, "train_loss": loss_sum.item() / seen,
-                   "train_acc": 100.0 * correct.item() / seen}
+            transform = functools.partial(cutout, size=s.cutout, generator=cut_generator) if s.cutout > 0 else None
+            train_loss, train_acc = train_epoch(model, bundle.train, optimizer, scaler, batch_size=s.batch_size,
+                                                generator=generator, device=device, amp=s.amp,
+                                                grad_clip=s.grad_clip, transform=transform,
+                                                aux_weight=s.auxiliary_weight)
+            row = {"epoch": epoch + 1, "lr": lr, "train_loss": train_loss, "train_acc": train_acc}
             if (epoch + 1) % s.eval_every == 0 or epoch + 1 == s.epochs:
                 row["test_acc"] = accuracy(model, bundle.test, s.eval_batch_size, device, s.amp)
             row["epoch_time_s"] = round(time.perf_counter() - started, 3)

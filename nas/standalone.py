@@ -13,7 +13,6 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 
 import searchspaces
 import supernets
@@ -21,7 +20,8 @@ import supernets
 from . import data as datasets
 from .engine import Schedule
 from .evaluate import accuracy
-from .runtime import autocast, derive_seed, epoch_generator, select_device
+from .runtime import derive_seed, epoch_generator, select_device
+from .supervised import train_epoch
 
 STREAM_STANDALONE = 11
 
@@ -73,24 +73,13 @@ def train_arch(arch_str: str, settings: StandaloneSettings | dict[str, Any]) -> 
     steps = bundle.train.num_batches(s.batch_size, drop_last=True)
     schedule = Schedule(s.lr, s.lr_min, s.epochs, steps, per_step=False)
     scaler = torch.amp.GradScaler("cuda", enabled=s.amp and device.type == "cuda")
-    loss_sum = torch.zeros((), device=device)
+    final_loss = float("nan")
     for epoch in range(s.epochs):
-        model.train()
-        loss_sum = torch.zeros((), device=device)  # the last epoch's mean loss is reported
         for group in optimizer.param_groups:
             group["lr"] = schedule(epoch, 0)
         generator = epoch_generator(derive_seed(s.seed, STREAM_STANDALONE), epoch)
-        for batch in bundle.train.batches(s.batch_size, shuffle=True, generator=generator, drop_last=True):
-            with autocast(device, s.amp):
-                loss = F.cross_entropy(model(batch.x).float(), batch.y)
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            if s.grad_clip > 0:
-                scaler.unscale_(optimizer)
-                torch.nn.utils.clip_grad_norm_(model.parameters(), s.grad_clip, foreach=True)
-            scaler.step(optimizer)
-            scaler.update()
-            loss_sum += loss.detach()
+        final_loss, _ = train_epoch(model, bundle.train, optimizer, scaler, batch_size=s.batch_size,
+                                    generator=generator, device=device, amp=s.amp, grad_clip=s.grad_clip)
     task = dict(num_classes=bundle.num_classes, in_channels=bundle.in_channels, image_size=bundle.image_size,
                 C=s.C, N=s.N)
     return {
@@ -99,7 +88,7 @@ def train_arch(arch_str: str, settings: StandaloneSettings | dict[str, Any]) -> 
         "valid_acc": accuracy(model, bundle.valid, s.eval_batch_size, device, s.amp) if bundle.valid else None,
         "params": space.params(arch, **task),
         "flops": space.flops(arch, **task),
-        "final_train_loss": loss_sum.item() / max(steps, 1),
+        "final_train_loss": final_loss,
         "seconds": round(time.perf_counter() - started, 3),
         "device": str(device),
     }
