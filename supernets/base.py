@@ -48,9 +48,32 @@ class Supernet(nn.Module):
         """One path (`Arch`), or the `mix` relaxation (`ArchWeights`): weighted sum of candidate outputs."""
         raise NotImplementedError
 
-    def parameter_registry(self) -> list[tuple[ChoiceKey, str, nn.Parameter]]:  # pragma: no cover - abstract
-        """Every parameter with its registry key and name, in a stable order."""
-        raise NotImplementedError
+    # Scope of the parameters of `cells.<i>` that are not candidate ops (NB201: reduction blocks; DARTS: input
+    # preprocessing).
+    fixed_cell_scope: str = "cell_fixed"
+
+    def _edge_label(self, cell_index: int, edge: str) -> str:
+        """The registry label of edge `edge` of cell `cell_index` (DARTS prefixes the cell type)."""
+        return edge
+
+    def parameter_registry(self) -> list[tuple[ChoiceKey, str, nn.Parameter]]:
+        """Every parameter with its registry key and name, in a stable order, from the module names
+        `stem.*`, `cells.<i>.edges.<edge>.<candidate>.*`, other `cells.<i>.*`, and the head."""
+        out = []
+        for name, p in self.named_parameters():
+            parts = name.split(".")
+            if parts[0] == "cells":
+                index = int(parts[1])
+                if parts[2] == "edges":
+                    key = ChoiceKey("cell", index, self._edge_label(index, parts[3]), parts[4])
+                else:
+                    key = ChoiceKey(self.fixed_cell_scope, index, None, None)
+            elif parts[0] == "stem":
+                key = ChoiceKey("stem", None, None, None)
+            else:
+                key = ChoiceKey("head", None, None, None)
+            out.append((key, name, p))
+        return out
 
     def choice_parameters(self) -> dict[tuple[str, Hashable], list[nn.Parameter]]:
         """`(label, choice) -> parameters only that candidate uses` (across all cells sharing the decision).

@@ -44,7 +44,7 @@ from torch import nn
 from searchspaces import Arch, Space
 from searchspaces.darts import CELLS, EDGES, NODES, PRIMITIVES
 
-from .base import ArchWeights, ChoiceKey, Supernet
+from .base import ArchWeights, Supernet
 from .bn import check_mode, make_bn
 from .darts_ops import CellPlan, DartsNetwork, cell_layout, make_op, make_preprocess, run_cell
 from .nb201 import NB201Network
@@ -200,22 +200,10 @@ class DartsSupernet(Supernet):
                 s0, s1 = s1, cell.single(s0, s1, blocks[cell.kind])
         return self.classifier(torch.flatten(F.adaptive_avg_pool2d(s1, 1), 1))
 
-    def parameter_registry(self) -> list[tuple[ChoiceKey, str, nn.Parameter]]:
-        out = []
-        for name, p in self.named_parameters():
-            parts = name.split(".")
-            if parts[0] == "cells":
-                index = int(parts[1])
-                if parts[2] == "edges":
-                    key = ChoiceKey("cell", index, f"{self.cells[index].kind}:{parts[3]}", parts[4])
-                else:
-                    key = ChoiceKey("preprocess", index, None, None)
-            elif parts[0] == "stem":
-                key = ChoiceKey("stem", None, None, None)
-            else:
-                key = ChoiceKey("head", None, None, None)
-            out.append((key, name, p))
-        return out
+    fixed_cell_scope = "preprocess"
+
+    def _edge_label(self, cell_index: int, edge: str) -> str:
+        return f"{self.cells[cell_index].kind}:{edge}"
 
     def choice_parameters(self) -> dict[tuple[str, Hashable], list[nn.Parameter]]:
         """`(op_label, op) -> parameters of op on every edge into that node` (both op slots of the node share

@@ -21,7 +21,7 @@ from torch import nn
 from searchspaces import Arch, Space
 from searchspaces.nb201 import EDGE_LABELS, EDGES, OPS
 
-from .base import ArchWeights, ChoiceKey, Supernet
+from .base import ArchWeights, Supernet
 from .bn import check_mode, make_bn
 
 
@@ -256,22 +256,7 @@ class NB201Supernet(_NB201Body, Supernet):
             x = _run_cell(x, cell.plan(choices)) if isinstance(cell, SearchCell) else cell(x)
         return self._head(x)
 
-    def parameter_registry(self) -> list[tuple[ChoiceKey, str, nn.Parameter]]:
-        out = []
-        for name, p in self.named_parameters():
-            parts = name.split(".")
-            if parts[0] == "cells":
-                index = int(parts[1])
-                if parts[2] == "edges":
-                    key = ChoiceKey("cell", index, parts[3], parts[4])
-                else:
-                    key = ChoiceKey("reduction", index, None, None)
-            elif parts[0] == "stem":
-                key = ChoiceKey("stem", None, None, None)
-            else:
-                key = ChoiceKey("head", None, None, None)
-            out.append((key, name, p))
-        return out
+    fixed_cell_scope = "reduction"
 
     def export(self, arch: Arch, inherit: bool = True) -> NB201Network:
         """The standalone child of `arch`, with this supernet's weights (and BN statistics) when `inherit`."""
