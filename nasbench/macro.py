@@ -14,6 +14,8 @@ from .keys import macro_key
 from .table import Benchmark
 
 NAME = "nasbench-macro"
+# The search space the table's keys belong to (`searchspaces.get(SPACE)`), so `nas rank` accepts runs of it.
+SPACE = "nasbench-macro"
 SOURCE = "nasbench_macro/nas-bench-macro_cifar10.json"
 DESCRIPTION = "NAS-Bench-Macro: 6,561 MobileNet-like macro archs (8 layers x 3 choices) trained on CIFAR-10"
 FIELDS: dict[str, str] = {"test_acc": "mean_acc", "test_acc_std": "std", "params": "params", "flops": "flops"}
@@ -49,5 +51,5 @@ def from_file(file: Path) -> Benchmark:
             "flops": "multiply-adds per image (source)",
         },
     }
-    return Benchmark(NAME, "macro", archs, columns, meta, canonical=True)
+    return Benchmark(NAME, SPACE, archs, columns, meta, canonical=True)
 

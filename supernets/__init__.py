@@ -17,16 +17,22 @@ from .base import ArchWeights, ChoiceKey, Supernet
 from .bn import BN_MODES, batch_statistics, check_eval_mode, recalibrate
 from .darts import RELAXED_ROWS, DartsSupernet, build_eval_network
 from .darts_ops import DartsNetwork
+from .mobilenet import MobileNetNetwork, MobileNetSupernet
+from .nasbench_macro import NASBenchMacroNetwork, NASBenchMacroSupernet
 from .nb201 import NB201Network, NB201Supernet
 
 _BUILDERS: dict[str, Callable[..., Supernet]] = {
     "nb201": NB201Supernet,
     "darts": DartsSupernet,
+    "mobilenet": MobileNetSupernet,
+    "nasbench-macro": NASBenchMacroSupernet,
 }
 
 OPTIONS: dict[str, dict[str, Any]] = {
     "nb201": {"C": 16, "N": 5, "affine": False, "bn_mode": "batch"},
     "darts": {"C": 16, "layers": 8, "affine": False, "bn_mode": "batch", "stem_multiplier": 3},
+    "mobilenet": {"width_mult": 1.0, "schedule": "cifar", "bn_mode": "recalibrate", "dropout": 0.1},
+    "nasbench-macro": {"bn_mode": "recalibrate", "entangle": True},
 }
 
 
@@ -47,6 +53,6 @@ def build(space: Space, num_classes: int = 10, **opts: Any) -> Supernet:
 
 __all__ = [
     "ArchWeights", "batch_statistics", "BN_MODES", "build", "build_eval_network", "check_eval_mode", "ChoiceKey",
-    "DartsNetwork", "DartsSupernet", "NB201Network", "NB201Supernet", "OPTIONS", "RELAXED_ROWS", "recalibrate",
-    "Supernet",
+    "DartsNetwork", "DartsSupernet", "MobileNetNetwork", "MobileNetSupernet", "NASBenchMacroNetwork",
+    "NASBenchMacroSupernet", "NB201Network", "NB201Supernet", "OPTIONS", "RELAXED_ROWS", "recalibrate", "Supernet",
 ]

@@ -181,7 +181,7 @@ def test_nb201_unknown_arch_dataset_metric_are_one_line_errors(nb201):
 def test_macro_against_the_source_json():
     source = json.loads(data_file(MACRO_FILE).read_text())
     bench = nasbench.load("nasbench-macro", path=data_file(MACRO_FILE).parent)
-    assert len(bench) == 6561 and bench.space == "macro" and bench.datasets == ("cifar10",)
+    assert len(bench) == 6561 and bench.space == "nasbench-macro" and bench.datasets == ("cifar10",)
     assert bench.archs == list(source)
     for code in ("02012100", "11111221", "22222222", "00000000"):
         entry = source[code]

@@ -1,0 +1,191 @@
+"""The once-for-all MobileNetV3 supernet: one set of largest weights, every subnet a slice of it.
+
+`net(x, arch)` runs the subnet at its real size (first `d` blocks of a stage, centre-cropped kernels, the
+first hidden channels of each block; supernets/elastic.py), so a small subnet costs less than a large one.
+`net.export(arch)` builds the standalone network with the sliced weights copied; its parameter count equals
+`MobileNetSpace.params`. The layout (widths, strides, SE, activations) comes from
+`searchspaces.mobilenet.MobileNetLayout`, so the analytic costs and the network cannot drift apart.
+
+ShiftNAS's joint training (specs/ALGORITHMS.md §4.2) passes an `ArchWeights` whose `hard` names the sampled
+subnet and whose `weights` are the straight-through one-hot vectors per decision. The subnet still runs at its
+real size; the matrix mapping turns the vectors into masks multiplied into that computation (depth: a gate
+on each residual branch; kernel: a `k x k` mask on the depthwise kernel; expand: a mask on the hidden
+channels). The masks equal 1 on everything the subnet computes, so the output is the subnet's output, and
+the generator receives the straight-through gradient through them. Units the subnet does not compute (deeper
+blocks, wider channels, outer kernel taps) get no gradient through the loss; documented in §4.2 of our design
+notes (README, ShiftNAS).
+
+BN: `affine=True` (once-for-all), statistics tracked unless `bn_mode="batch"`; the default `recalibrate`
+re-estimates them per subnet before evaluation (§0.5).
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Hashable
+
+import torch
+from torch import nn
+
+from searchspaces import Arch, Space
+from searchspaces.mobilenet import DEPTHS, EXPANDS, KERNELS, MAX_BLOCKS, MobileNetLayout
+
+from .base import ArchWeights, ChoiceKey, Supernet
+from .bn import check_mode
+from .elastic import ElasticMBConv, HSwish, MBConv
+
+
+def _stem(layout: MobileNetLayout, track: bool) -> nn.Sequential:
+    c = layout.stem_width
+    return nn.Sequential(
+        nn.Conv2d(layout.in_channels, c, 3, stride=layout.stem_stride, padding=1, bias=False),
+        nn.BatchNorm2d(c, track_running_stats=track), HSwish(),
+    )
+
+
+def _head(layout: MobileNetLayout, track: bool, dropout: float) -> tuple[nn.Module, nn.Module, nn.Module]:
+    last, fe, lc = layout.stages()[-1].width, layout.final_expand_width, layout.last_channel
+    final_expand = nn.Sequential(nn.Conv2d(last, fe, 1, bias=False), nn.BatchNorm2d(fe, track_running_stats=track),
+                                 HSwish())
+    feature_mix = nn.Sequential(nn.Conv2d(fe, lc, 1, bias=False), HSwish())
+    classifier = nn.Sequential(nn.Dropout(dropout), nn.Linear(lc, layout.num_classes))
+    return final_expand, feature_mix, classifier
+
+
+class MobileNetNetwork(nn.Module):
+    """A standalone MobileNetV3 subnet (what `MobileNetSupernet.export` returns)."""
+
+    def __init__(self, stem: nn.Module, first_block: MBConv, blocks: list[MBConv], final_expand: nn.Module,
+                 feature_mix: nn.Module, classifier: nn.Module, arch: str):
+        super().__init__()
+        self.stem, self.first_block = stem, first_block
+        self.blocks = nn.Sequential(*blocks)
+        self.final_expand, self.feature_mix, self.classifier = final_expand, feature_mix, classifier
+        self.arch = arch
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.blocks(self.first_block(self.stem(x)))
+        x = self.final_expand(x).mean((2, 3), keepdim=True)
+        return self.classifier(torch.flatten(self.feature_mix(x), 1))
+
+
+class MobileNetSupernet(Supernet):
+    """Weight-entangled once-for-all MobileNetV3 over `searchspaces.MobileNetSpace`."""
+
+    fixed_cell_scope = "stage_fixed"
+
+    def __init__(self, space: Space, num_classes: int = 10, in_channels: int = 3, width_mult: float = 1.0,
+                 schedule: str = "cifar", bn_mode: str = "recalibrate", dropout: float = 0.1):
+        super().__init__()
+        if space.name != "mobilenet":
+            raise ValueError(f"MobileNetSupernet needs the mobilenet space, got {space.name!r}")
+        self.space, self.num_classes, self.bn_mode = space, num_classes, check_mode(bn_mode)
+        self.layout = MobileNetLayout(num_classes, in_channels, width_mult=width_mult, schedule=schedule)
+        track = bn_mode != "batch"
+        self.stem = _stem(self.layout, track)
+        c0, c1 = self.layout.stem_width, self.layout.first_block_width
+        self.first_block = ElasticMBConv(c0, c1, 3, 1, 1, "relu", False, residual=c0 == c1, fixed_expand=True,
+                                         track_running_stats=track)
+        stages, c_in = [], c1
+        for stage in self.layout.stages():
+            blocks = [ElasticMBConv(c_in if b == 0 else stage.width, stage.width, max(KERNELS), max(EXPANDS),
+                                    stage.stride if b == 0 else 1, stage.activation, stage.se, residual=b > 0,
+                                    track_running_stats=track)
+                      for b in range(MAX_BLOCKS)]
+            stages.append(nn.ModuleList(blocks))
+            c_in = stage.width
+        self.stages = nn.ModuleList(stages)
+        self.final_expand, self.feature_mix, self.classifier = _head(self.layout, track, dropout)
+
+    # --- forward ---------------------------------------------------------------------------------
+    def _head_forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.final_expand(x).mean((2, 3), keepdim=True)
+        return self.classifier(torch.flatten(self.feature_mix(x), 1))
+
+    def forward(self, x: torch.Tensor, arch: Arch | ArchWeights) -> torch.Tensor:
+        """The subnet `arch` at its real size, or (ArchWeights with `hard`) that subnet with ShiftNAS's masks."""
+        if isinstance(arch, ArchWeights):
+            return self._forward_masked(x, arch)
+        x = self.first_block(self.stem(x), 3, 1)
+        for stage, blocks in zip(self.stages, self.space.blocks(arch)):
+            for block, (kernel, expand) in zip(stage, blocks):
+                x = block(x, kernel, expand)
+        return self._head_forward(x)
+
+    def _forward_masked(self, x: torch.Tensor, aw: ArchWeights) -> torch.Tensor:
+        if aw.hard is None:
+            raise ValueError("the MobileNet supernet runs one subnet at a time; relaxed weights need `hard` "
+                             "(the sampled choice per decision)")
+        arch = self.space.decode(aw.hard)
+        weights, labels = aw.weights.to(x.device), self.space.labels
+        row = {label: i for i, label in enumerate(labels)}
+        x = self.first_block(self.stem(x), 3, 1)
+        for s, (stage, blocks) in enumerate(zip(self.stages, self.space.blocks(arch))):
+            depth_weights = weights[row[f"d{s + 1}"], :len(DEPTHS)]
+            for b, (block, (kernel, expand)) in enumerate(zip(stage, blocks)):
+                k_w = weights[row[f"k{s + 1}_{b + 1}"], :len(KERNELS)]
+                e_w = weights[row[f"e{s + 1}_{b + 1}"], :len(EXPANDS)]
+                gate = (depth_weights * depth_active(b, x.device)).sum() if block.residual else None
+                x = block(x, kernel, expand, channel_mask=channel_mask(block, e_w, expand),
+                          kernel_mask=kernel_mask(k_w, kernel), gate=gate)
+        return self._head_forward(x)
+
+    # --- registry --------------------------------------------------------------------------------
+    def parameter_registry(self) -> list[tuple[ChoiceKey, str, nn.Parameter]]:
+        """Keys by module: `stem`, `block` (index over all 20 elastic blocks; their weights are shared by every
+        kernel/expand candidate, so no key names a single choice), `stage_fixed` (the fixed first block) and
+        `head`."""
+        out = []
+        for name, p in self.named_parameters():
+            parts = name.split(".")
+            if parts[0] == "stages":
+                key = ChoiceKey("block", int(parts[1]) * MAX_BLOCKS + int(parts[2]), None, None)
+            elif parts[0] == "first_block":
+                key = ChoiceKey(self.fixed_cell_scope, None, None, None)
+            elif parts[0] == "stem":
+                key = ChoiceKey("stem", None, None, None)
+            else:
+                key = ChoiceKey("head", None, None, None)
+            out.append((key, name, p))
+        return out
+
+    def choice_parameters(self) -> dict[tuple[str, Hashable], list[nn.Parameter]]:
+        """Every candidate maps to an empty list: with weight entanglement no parameter belongs to one candidate
+        alone (a candidate's share is a slice of the block's tensors; specs/ALGORITHMS.md §0.4)."""
+        return {(d.label, c): [] for d in self.space.decisions for c in d.candidates}
+
+    # --- export ----------------------------------------------------------------------------------
+    def export(self, arch: Arch) -> MobileNetNetwork:
+        """The standalone subnet with the sliced weights (and BN statistics) copied in."""
+        blocks = [block.export(kernel, expand)
+                  for stage, stage_blocks in zip(self.stages, self.space.blocks(arch))
+                  for block, (kernel, expand) in zip(stage, stage_blocks)]
+        device = next(self.parameters()).device
+        net = MobileNetNetwork(copy.deepcopy(self.stem), self.first_block.export(3, 1), blocks,
+                               copy.deepcopy(self.final_expand), copy.deepcopy(self.feature_mix),
+                               copy.deepcopy(self.classifier), arch.to_string())
+        return net.to(device).train(self.training)
+
+
+def depth_active(block: int, device: torch.device) -> torch.Tensor:
+    """Matrix-mapping row of the depth choice for one block: `[block < d for d in DEPTHS]`."""
+    return torch.tensor([float(block < d) for d in DEPTHS], device=device)
+
+
+def channel_mask(block: ElasticMBConv, expand_weights: torch.Tensor, expand: float) -> torch.Tensor:
+    """`v M` restricted to the computed hidden channels: channel c gets the weight of every expand candidate
+    whose hidden width exceeds c (1 at one-hot for all computed channels)."""
+    hidden = block.hidden_channels(expand)
+    widths = torch.tensor([block.hidden_channels(e) for e in EXPANDS], device=expand_weights.device)
+    active = (torch.arange(hidden, device=widths.device)[None, :] < widths[:, None]).to(expand_weights.dtype)
+    return expand_weights @ active
+
+
+def kernel_mask(kernel_weights: torch.Tensor, kernel: int) -> torch.Tensor:
+    """`v M` over the centre `kernel x kernel` taps: a tap gets the weight of every kernel candidate that
+    covers it (1 at one-hot for all computed taps)."""
+    offset = torch.arange(kernel, device=kernel_weights.device) - kernel // 2
+    radius = torch.maximum(offset[:, None].abs(), offset[None, :].abs())  # Chebyshev distance from the centre
+    sizes = torch.tensor([k // 2 for k in KERNELS], device=kernel_weights.device)
+    covers = (radius[None] <= sizes[:, None, None]).to(kernel_weights.dtype)
+    return torch.einsum("j,jhw->hw", kernel_weights, covers)
