@@ -52,6 +52,18 @@ def _build_parser() -> argparse.ArgumentParser:
     search.add_argument("--rank-every", type=int, metavar="E",
                         help="every E epochs record Kendall tau against --rank-benchmark in metrics.csv")
     search.add_argument("--rank-benchmark", metavar="NAME|DIR", help="benchmark for --rank-every (nas list)")
+    search.add_argument("--max-flops", type=_cost_limit, metavar="N",
+                        help="keep only archs with at most N FLOPs (multiply-adds per image) in the post-training "
+                             "search, e.g. 300M, 1.5G, 5e6 (search.max_flops)")
+    search.add_argument("--max-params", type=_cost_limit, metavar="N",
+                        help="keep only archs with at most N parameters in the post-training search, e.g. 2.5M "
+                             "(search.max_params)")
+    search.add_argument("--max-latency", type=_milliseconds, metavar="MS",
+                        help="keep only archs whose latency by --latency is at most MS milliseconds "
+                             "(search.max_latency)")
+    search.add_argument("--latency", metavar="TABLE|MODULE:FN",
+                        help="latency model: a lookup table from benchmarks/latency_table.py, a .json/.csv of "
+                             "measured archs, or a predictor module:function (search.latency)")
     search.add_argument("--quiet", action="store_true", help="no console output (the log file still gets it)")
 
     final = sub.add_parser("train", help="train a final architecture from scratch with its space's recipe",
@@ -120,8 +132,42 @@ def _build_parser() -> argparse.ArgumentParser:
     info.add_argument("--C", type=int, help="initial channels (default: the space's final network, 16 / 36)")
     info.add_argument("--N", type=int, help="nb201: cells per stage (default 5)")
     info.add_argument("--layers", type=int, help="darts: cells of the evaluation network (default 20)")
+    info.add_argument("--width-mult", type=float, help="mobilenet: width multiplier (default 1.0)")
+    info.add_argument("--schedule", help="mobilenet: stride schedule cifar or imagenet (default: by image size)")
     info.add_argument("--json", action="store_true", help="print JSON")
     return parser
+
+
+_SUFFIXES = {"": 1, "K": 10**3, "M": 10**6, "G": 10**9, "T": 10**12}
+
+
+def _milliseconds(text: str) -> float:
+    """A latency limit in milliseconds: a positive number (an argparse type)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a latency; accepted: milliseconds > 0, e.g. 12.5")
+    return value
+
+
+def _cost_limit(text: str) -> int:
+    """A params/FLOPs limit: a positive whole number, plain (`300000`, `5e6`) or with a suffix K, M, G or T
+    (`300M`, `1.5G`); an argparse type, so a bad value is refused in one line."""
+    from decimal import Decimal, InvalidOperation
+
+    raw = text.strip().replace("_", "")
+    suffix = raw[-1:].upper() if raw[-1:].isalpha() and raw[-1:].upper() in _SUFFIXES else ""
+    try:
+        value = Decimal(raw[:len(raw) - len(suffix)]) * _SUFFIXES[suffix]
+    except (InvalidOperation, ValueError):
+        value = None
+    if value is None or not value.is_finite() or value < 1 or value != value.to_integral_value():
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a count; accepted: a whole number >= 1, plain or with a suffix K, M, G or T, "
+            "e.g. 300M, 1.5G or 5e6")
+    return int(value)
 
 
 _TASKS = {  # classes, input channels, image size of the benchmark tasks
@@ -136,7 +182,8 @@ def _cmd_search(args: argparse.Namespace, argv: Sequence[str]) -> int:
     if args.resume:
         given = [f"--{name.replace('_', '-')}" for name in ("space", "strategy", "dataset", "epochs", "seed",
                                                             "data_dir", "download", "device", "out", "rank_every",
-                                                            "rank_benchmark")
+                                                            "rank_benchmark", "max_flops", "max_params",
+                                                            "max_latency", "latency")
                  if getattr(args, name) is not None] + (["--config"] if args.config else []) + (
                      ["--set"] if args.overrides else [])
         if given:
@@ -155,9 +202,12 @@ def _cmd_search(args: argparse.Namespace, argv: Sequence[str]) -> int:
             "space.name": args.space, "strategy.name": args.strategy, "data.name": args.dataset,
             "train.epochs": args.epochs, "seed": args.seed, "data.data_dir": args.data_dir,
             "data.download": args.download, "train.device": args.device, "rank.every": args.rank_every,
-            "rank.benchmark": args.rank_benchmark,
+            "rank.benchmark": args.rank_benchmark, "search.max_flops": args.max_flops,
+            "search.max_params": args.max_params, "search.max_latency": args.max_latency,
+            "search.latency": args.latency,
         }
         config = cfg.resolve(args.config, flags, args.overrides)
+        pipeline.check_latency_model(config)  # a bad table or hook stops the command before anything is written
         run_path = rundir.create(args.out or rundir.default_run_dir(config), config)
         resume = False
     try:
@@ -338,7 +388,8 @@ def _cmd_arch_info(args: argparse.Namespace) -> int:
     arch = space.parse(args.arch)
     classes, channels, size = _TASKS[args.dataset]
     task = dict(num_classes=classes, in_channels=channels, image_size=size)
-    task.update({k: v for k, v in (("C", args.C), ("N", args.N), ("layers", args.layers)) if v is not None})
+    task.update({k: v for k, v in (("C", args.C), ("N", args.N), ("layers", args.layers),
+                                   ("width_mult", args.width_mult), ("schedule", args.schedule)) if v is not None})
     info = {
         "space": space.name,
         "arch": arch.to_string(),

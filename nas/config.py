@@ -290,6 +290,8 @@ SCHEMA: dict[str, Check] = {
     "search.valid_only": _bool,
     "search.max_params": _int(1, nullable=True),
     "search.max_flops": _int(1, nullable=True),
+    "search.max_latency": _float(0.0, nullable=True),
+    "search.latency": _path(),
 }
 SECTIONS = ("seed", "space", "supernet", "strategy", "data", "train", "eval", "rank", "search")
 

@@ -4,13 +4,19 @@ The loop keeps its bookkeeping on the device (loss and accuracy sums are tensors
 host only every `train.log_every` steps for the progress line and once at the end of an epoch. Every random
 draw is either from the strategy's own generator (saved in checkpoints) or from a generator derived from
 (seed, epoch), so a run resumed from its last checkpoint reproduces the uninterrupted run exactly on CPU.
+
+A step trains the paths of `strategy.sample_step()` (one for single-path strategies, several for the sandwich
+rule): forward and backward per path, gradients summed over the paths (as BigNAS/once-for-all accumulate them),
+then one clip and one optimizer step. The logged loss and accuracy are path 0's, on the labels. With
+`strategy.distill_weight` w > 0, paths 1.. are trained on `(1 - w) * CE(labels) + w * soft-CE(p0)`, p0 the
+detached softmax of path 0's logits (in-place distillation); path 0 always trains on the labels.
 """
 
 from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,7 +29,7 @@ import supernets
 
 from . import checkpoint
 from .progress import ETA, Reporter, format_seconds
-from .runtime import STREAM_ARCH, autocast, derive_seed, epoch_generator
+from .runtime import STREAM_ARCH, autocast, derive_seed, epoch_generator, seed_epoch_globals
 
 CHECKPOINT_FORMAT = 1
 
@@ -57,6 +63,56 @@ class Schedule:
         return cosine_lr(self.lr, self.lr_min, done / max(total, 1))
 
 
+class PathCosts:
+    """Host-side record of an analytic cost (e.g. FLOPs) of every discrete path a strategy trains: one entry per
+    path per step, in order. Evidence of what a sampler concentrates on (the sampled-FLOPs histogram).
+
+    `ArchWeights` with `hard` set (straight-through samples) count as `decode(hard)`; relaxed ones without `hard`,
+    and hard ones that `decode` maps to None (no arch of the space), have no discrete arch and are skipped. Costs
+    are cached by arch (bounded), so recording costs a dict lookup per path and never touches the device. The
+    record is part of the checkpoint: a resumed run continues it.
+    """
+
+    CACHE_SIZE = 50_000
+
+    def __init__(self, cost: Callable[[Any], int], decode: Callable[[Sequence[int]], Any | None]):
+        self.cost, self.decode = cost, decode
+        self._cache: dict[Any, int] = {}
+        self.epochs: list[int] = []
+        self.steps: list[int] = []
+        self.paths: list[int] = []
+        self.values: list[int] = []
+
+    def __len__(self) -> int:
+        return len(self.values)
+
+    def record(self, epoch: int, step: int, paths: Sequence[Any]) -> None:
+        """Append the cost of every discrete path of global step `step`."""
+        for position, path in enumerate(paths):
+            if isinstance(path, supernets.ArchWeights):
+                path = None if path.hard is None else self.decode(path.hard)
+                if path is None:
+                    continue
+            value = self._cache.get(path)
+            if value is None:
+                if len(self._cache) >= self.CACHE_SIZE:
+                    self._cache.clear()
+                value = self._cache[path] = int(self.cost(path))
+            self.epochs.append(epoch)
+            self.steps.append(step)
+            self.paths.append(position)
+            self.values.append(value)
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        return {name: torch.tensor(getattr(self, name), dtype=torch.int64)
+                for name in ("epochs", "steps", "paths", "values")}
+
+    def load_state_dict(self, state: dict[str, torch.Tensor] | None) -> None:
+        """Restore a record; None (a checkpoint written without one) starts an empty record."""
+        for name in ("epochs", "steps", "paths", "values"):
+            setattr(self, name, [] if state is None else [int(v) for v in state[name].tolist()])
+
+
 @dataclass
 class TrainState:
     epoch: int = 0  # completed epochs
@@ -70,8 +126,10 @@ class Trainer:
     def __init__(self, config: dict, net: supernets.Supernet, strategy: strategies.Strategy, train_split,
                  device: torch.device, reporter: Reporter, checkpoint_dir: Path | None = None,
                  monitor: Callable[[int], dict[str, float]] | None = None,
-                 on_epoch: Callable[[TrainState], None] | None = None, valid_split=None):
+                 on_epoch: Callable[[TrainState], None] | None = None, valid_split=None,
+                 path_costs: PathCosts | None = None):
         self.config, self.net, self.strategy, self.train_split = config, net, strategy, train_split
+        self.path_costs = path_costs
         self.valid_split = valid_split
         if strategy.uses_arch_step and (valid_split is None or len(valid_split) == 0):
             raise ValueError(f"strategy {strategy.name} updates its architecture on a validation split; "
@@ -107,6 +165,7 @@ class Trainer:
             "optimizer": self.optimizer.state_dict(),
             "scaler": self.scaler.state_dict(),
             "strategy": self.strategy.state_dict(),
+            **({"path_costs": self.path_costs.state_dict()} if self.path_costs is not None else {}),
         }
 
     def load_checkpoint_state(self, state: dict[str, Any]) -> None:
@@ -117,6 +176,8 @@ class Trainer:
         if state.get("scaler"):
             self.scaler.load_state_dict(state["scaler"])
         self.strategy.load_state_dict(state["strategy"])
+        if self.path_costs is not None:
+            self.path_costs.load_state_dict(state.get("path_costs"))
         self.state = TrainState(state["epoch"], state["global_step"], list(state["rows"]))
 
     def save_checkpoint(self) -> None:
@@ -135,6 +196,7 @@ class Trainer:
         eta = ETA(epochs * self.steps_per_epoch, self.state.global_step)
         for epoch in range(self.state.epoch, epochs):
             started = time.perf_counter()
+            seed_epoch_globals(seed, epoch)
             row = self._train_epoch(epoch, epoch_generator(seed, epoch), eta)
             row.update(self.strategy.on_epoch_end(epoch))
             if self.monitor is not None:
@@ -164,6 +226,38 @@ class Trainer:
             yield from self.valid_split.batches(size, shuffle=True, generator=generator, drop_last=drop_last,
                                                 augment=False)
 
+    def _loss_scale(self) -> float:
+        """The current float16 loss scale (1.0 without one); syncs with the device, so strategies call it only
+        when they need it."""
+        return float(self.scaler.get_scale()) if self.scaler.is_enabled() else 1.0
+
+    def _forward_backward(self, paths: Sequence[Any], batch) -> tuple[torch.Tensor, torch.Tensor]:
+        """Forward and backward of every path of one step, gradients accumulated (summed) in `.grad`.
+
+        Returns path 0's detached logits and per-sample label cross-entropy (what the epoch row logs). Paths
+        after the first learn from path 0's detached soft predictions when `strategy.distill_weight` > 0.
+        """
+        strategy, weight = self.strategy, float(self.strategy.distill_weight)
+        teacher = first = None
+        for position, arch in enumerate(paths):
+            weights = strategy.sample_weights(arch, batch.index)
+            with autocast(self.device, self.amp):
+                logits = self.net(batch.x, arch)
+                per_sample = F.cross_entropy(logits.float(), batch.y, reduction="none")
+                objective = per_sample
+                if teacher is not None:
+                    soft = -(teacher * F.log_softmax(logits.float(), dim=1)).sum(1)
+                    objective = soft if weight == 1.0 else (1.0 - weight) * per_sample + weight * soft
+                loss = objective.mean() if weights is None else (objective * weights).mean()
+            self.scaler.scale(loss).backward()
+            if position == 0:
+                first = (logits.detach(), per_sample.detach())
+                if weight > 0 and len(paths) > 1:
+                    teacher = F.softmax(first[0].float(), dim=1)
+        if first is None:
+            raise ValueError(f"strategy {strategy.name} returned no path for a training step")
+        return first
+
     def _train_epoch(self, epoch: int, generator: torch.Generator, eta: ETA) -> dict[str, Any]:
         net, tc, strategy = self.net, self.tc, self.strategy
         net.train()
@@ -184,28 +278,25 @@ class Trainer:
             if valid_batches is not None:  # the architecture step comes first, as in DARTS
                 strategy.arch_step(next(valid_batches), strategies.ArchStepContext(
                     epoch=epoch, step=self.state.global_step, train_batch=batch, lr=lr, optimizer=self.optimizer))
-            arch = strategy.sample()
-            weights = strategy.sample_weights(arch, batch.index)
-            with autocast(self.device, self.amp):
-                logits = net(batch.x, arch)
-                per_sample = F.cross_entropy(logits.float(), batch.y, reduction="none")
-                loss = per_sample.mean() if weights is None else (per_sample * weights).mean()
+            paths = strategy.sample_step()
+            if self.path_costs is not None:
+                self.path_costs.record(epoch, self.state.global_step, paths)
             self.optimizer.zero_grad(set_to_none=True)
-            self.scaler.scale(loss).backward()
+            logits, per_sample = self._forward_backward(paths, batch)
             if tc["grad_clip"] > 0:
                 self.scaler.unscale_(self.optimizer)
                 torch.nn.utils.clip_grad_norm_(self.params, tc["grad_clip"], foreach=True)
             strategy.after_backward(strategies.StepContext(
-                epoch=epoch, step=self.state.global_step, arch=arch, x=batch.x, y=batch.y, index=batch.index,
-                logits=logits.detach(), per_sample_loss=per_sample.detach(),
+                epoch=epoch, step=self.state.global_step, arch=paths[0], x=batch.x, y=batch.y, index=batch.index,
+                logits=logits, per_sample_loss=per_sample, paths=tuple(paths), loss_scale=self._loss_scale,
             ))
             self.scaler.step(self.optimizer)
             self.scaler.update()
             self.state.global_step += 1
             n = batch.y.shape[0]
             seen += n
-            loss_sum += per_sample.detach().sum()
-            correct += (logits.detach().argmax(1) == batch.y).sum()
+            loss_sum += per_sample.sum()
+            correct += (logits.argmax(1) == batch.y).sum()
             if (step + 1) % tc["log_every"] == 0 and self.reporter.tty and not self.reporter.quiet:
                 remaining = eta.remaining(self.state.global_step)
                 self.reporter.live(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -16,12 +16,16 @@ import supernets
 
 from . import checkpoint, plots, rundir
 from . import data as datasets
-from .engine import Trainer
+from .engine import PathCosts, Trainer, TrainState
 from .errors import UserError
 from .evaluate import ArchEvaluator
-from .io import atomic_write_json
+from .io import atomic_write_json, atomic_write_text
+from .latency import load_latency
 from .progress import Reporter
 from .runtime import STREAM_CALIB, STREAM_MONITOR, STREAM_SEARCH, derive_seed, seed_everything, select_device
+
+STREAM_FLOPS_REFERENCE = 21  # the uniform reference sample of the sampled-FLOPs histogram
+REFERENCE_MAX = 20_000  # at most this many uniform reference archs (analytic FLOPs cost up to ~0.3 ms each)
 
 
 def build_components(config: dict, device: torch.device):
@@ -40,6 +44,7 @@ def build_components(config: dict, device: torch.device):
                           **config["supernet"]).to(device)
     strategy_opts = {k: v for k, v in config["strategy"].items() if k != "name"}
     strategy = strategies.get(config["strategy"]["name"], **strategy_opts)
+    strategy.cost_task = _task(config, bundle, space)  # before setup: sandwich finds its extremes there
     strategy.setup(net, space, seed, bundle, epochs=config["train"]["epochs"])
     return space, bundle, net, strategy
 
@@ -61,27 +66,137 @@ def make_evaluator(config: dict, net: supernets.Supernet, bundle, split_name: st
     )
 
 
-def _task(config: dict, bundle) -> dict[str, Any]:
-    """Arguments of the analytic cost functions: the standalone child in the benchmark configuration (affine BN)."""
+def _task(config: dict, bundle, space=None) -> dict[str, Any]:
+    """Arguments of the analytic cost functions: the standalone child in the benchmark configuration (affine BN).
+
+    Spaces whose costs depend on supernet options name them in `COST_OPTIONS` (MobileNet: width_mult and the
+    stride schedule); the run's values (or the supernet's defaults) join the task, so params/FLOPs describe the
+    network this run trains."""
     task = dict(num_classes=bundle.num_classes, in_channels=bundle.in_channels, image_size=bundle.image_size)
     if "N" in config["supernet"]:  # NB201: the final network has the supernet's macro structure
         task.update(C=config["supernet"]["C"], N=config["supernet"]["N"])
+    space = space if space is not None else searchspaces.get(config["space"]["name"])
+    options = {**supernets.OPTIONS.get(space.name, {}), **config["supernet"]}
+    task.update({name: options[name] for name in getattr(space, "COST_OPTIONS", ()) if name in options})
     return task  # DARTS: the evaluation network's own defaults (C=36, 20 layers)
 
 
+def _has_flops(space) -> bool:
+    return type(space).flops is not searchspaces.Space.flops
+
+
+def _limits(config: dict) -> dict[str, int]:
+    """The params/FLOPs limits of the post-training search that are set (`--max-params`, `--max-flops`)."""
+    sc = config["search"]
+    return {kind: sc[f"max_{kind}"] for kind in ("params", "flops") if sc[f"max_{kind}"] is not None}
+
+
+def _latency(config: dict, space) -> Callable[[Any], float] | None:
+    """The latency model `arch -> ms` of `search.latency` when `search.max_latency` is set (nas/latency.py)."""
+    sc = config["search"]
+    if sc["max_latency"] is None:
+        return None
+    if not sc["latency"]:
+        raise UserError("search.max_latency (--max-latency) needs a latency model: set search.latency (--latency) "
+                        "to a lookup table, a table of measured archs or module:function")
+    return load_latency(sc["latency"], space)
+
+
+def check_latency_model(config: dict) -> None:
+    """Load the run's latency model once, so that a bad table or hook is reported before the run starts."""
+    _latency(config, searchspaces.get(config["space"]["name"]))
+
+
+def _within(space, task: dict[str, Any], limits: dict[str, int], latency: Callable[[Any], float] | None = None,
+            max_latency: float | None = None) -> Callable[[Any], bool]:
+    def allowed(arch) -> bool:
+        if latency is not None and latency(arch) > max_latency:
+            return False
+        return all(getattr(space, kind)(arch, **task) <= limit for kind, limit in limits.items())
+    return allowed
+
+
+def _constraint(config: dict, space, task: dict[str, Any]) -> Callable[[Any], bool] | None:
+    """`allowed(arch)` for every limit of the run (params, FLOPs, latency), or None without limits."""
+    limits, latency = _limits(config), _latency(config, space)
+    if not limits and latency is None:
+        return None
+    return _within(space, task, limits, latency, config["search"]["max_latency"])
+
+
+def check_limits(config: dict, space, task: dict[str, Any]) -> None:
+    """Refuse, before training, limits that no arch of the space meets: the smallest arch (fewest parameters)
+    is tried first, then a seeded sample of 2,000 archs (FLOPs need not be smallest where params are)."""
+    allowed = _constraint(config, space, task)
+    if allowed is None or config["search"]["method"] == "none":
+        return
+    limits = _limits(config)
+    smallest = space.smallest(**task)
+    if allowed(smallest):
+        return
+    rng = np.random.default_rng(derive_seed(config["seed"], STREAM_SEARCH))
+    if any(allowed(space.sample(rng)) for _ in range(2000)):
+        return
+    costs = {kind: getattr(space, kind)(smallest, **task) for kind in limits}
+    bad = ", ".join(f"search.max_{kind}={limit:,} (--max-{kind})" for kind, limit in limits.items()
+                    if costs[kind] > limit)
+    if not bad:
+        raise UserError(f"search.max_latency={config['search']['max_latency']} ms (--max-latency) excludes every "
+                        f"arch of space {space.name!r} that was tried (the smallest and 2,000 samples) by the model "
+                        f"{config['search']['latency']}; use a larger limit")
+    need = " and ".join(f"--max-{kind} >= {costs[kind]:,}" for kind, limit in limits.items() if costs[kind] > limit)
+    raise UserError(f"{bad} excludes every arch of space {space.name!r}: its smallest arch has "
+                    f"{', '.join(f'{costs[k]:,} {k}' for k in costs)} for this task; use {need}")
+
+
+def _path_costs(space, task: dict[str, Any]) -> PathCosts | None:
+    """The record of the analytic FLOPs of every trained path, where the space counts FLOPs."""
+    if not _has_flops(space):
+        return None
+    # A hard sample is an arch of the space only where the relaxation has one row per decision (NB201, MobileNet);
+    # DARTS's relaxation has one row per edge, and GDAS's one op on every edge is no genotype of the space.
+    per_decision = [label for label, _ in space.relaxation()] == list(space.labels)
+    return PathCosts(lambda arch: space.flops(arch, **task), space.decode if per_decision else lambda hard: None)
+
+
+def write_sampled_flops(run_path: Path, config: dict, space, strategy, record: PathCosts) -> None:
+    """`sampled_flops.csv` (epoch, global step, path position, FLOPs of every trained path) and
+    `plots/sampled_flops.png`: its histogram over a seeded uniform sample of the space, smallest/largest marked."""
+    lines = ["epoch,step,path,flops"]
+    lines += [f"{e + 1},{s},{p},{f}" for e, s, p, f in zip(record.epochs, record.steps, record.paths, record.values)]
+    atomic_write_text(run_path / "sampled_flops.csv", "\n".join(lines) + "\n")
+    if not record.values:
+        return
+    task = strategy.cost_task
+    rng = np.random.default_rng(derive_seed(config["seed"], STREAM_FLOPS_REFERENCE))
+    reference = [space.flops(space.sample(rng), **task) for _ in range(min(len(record), REFERENCE_MAX))]
+    plots.sampled_flops(
+        run_path / "plots" / "sampled_flops.png", record.values, reference,
+        extremes={"smallest": space.flops(space.smallest(**task), **task),
+                  "largest": space.flops(space.largest(**task), **task)},
+        title=f"{strategy.name} on {space.name}: FLOPs of the trained paths",
+    )
+
+
 def run_search(config: dict, run_path: Path, argv: Sequence[str], quiet: bool = False,
-               resume: bool = False) -> dict[str, Any]:
-    """Train the supernet, pick an arch, and write the run directory. Returns the summary."""
+               resume: bool = False, on_epoch: Callable[[TrainState], None] | None = None) -> dict[str, Any]:
+    """Train the supernet, pick an arch, and write the run directory. Returns the summary.
+
+    `on_epoch(state)` runs after every epoch, once its checkpoint and metrics.csv are written (Ray Tune
+    reports and checkpoints there)."""
     started = time.perf_counter()
     reporter = Reporter(run_path / "log.txt", quiet=quiet)
     try:
         device = select_device(config["train"]["device"])
         rundir.write_environment(run_path, rundir.environment(argv, str(device)))
         space, bundle, net, strategy = build_components(config, device)
+        check_limits(config, space, strategy.cost_task)
         monitor = _monitor(config, net, space, bundle)
+        path_costs = _path_costs(space, strategy.cost_task)
         trainer = Trainer(config, net, strategy, bundle.train, device, reporter,
                           checkpoint_dir=run_path / "checkpoints", monitor=monitor,
-                          on_epoch=lambda state: rundir.write_metrics(run_path, state.rows), valid_split=bundle.valid)
+                          on_epoch=lambda state: _epoch_done(run_path, state, on_epoch), valid_split=bundle.valid,
+                          path_costs=path_costs)
         last = run_path / "checkpoints" / "last.pt"
         if resume and last.is_file():
             trainer.load_checkpoint_state(checkpoint.load(last, map_location=device))
@@ -96,6 +211,8 @@ def run_search(config: dict, run_path: Path, argv: Sequence[str], quiet: bool = 
         state = trainer.fit()
         train_s = time.perf_counter() - train_started
         rundir.write_metrics(run_path, state.rows)
+        if path_costs is not None:
+            write_sampled_flops(run_path, config, space, strategy, path_costs)
         report = strategy.report()
         if report:
             atomic_write_json(run_path / "strategy.json", report)
@@ -137,6 +254,12 @@ def run_search(config: dict, run_path: Path, argv: Sequence[str], quiet: bool = 
         return summary
     finally:
         reporter.close()
+
+
+def _epoch_done(run_path: Path, state: TrainState, on_epoch: Callable[[TrainState], None] | None) -> None:
+    rundir.write_metrics(run_path, state.rows)
+    if on_epoch is not None:
+        on_epoch(state)
 
 
 def _monitor(config: dict, net, space, bundle):
@@ -183,18 +306,20 @@ def _rank_monitor(config: dict, net, space, bundle):
 
 def _pick_arch(config: dict, net, space, strategy, bundle, reporter: Reporter) -> dict[str, Any] | None:
     sc = config["search"]
-    derived = strategy.derive()
-    task = _task(config, bundle)
+    derived = strategy.derive(max_flops=sc["max_flops"])
+    task = _task(config, bundle, space)
+    allowed = _constraint(config, space, task)
+    if derived is not None and allowed is not None and not allowed(derived):
+        reporter.info(f"{strategy.name}'s own arch {derived.to_string()} exceeds the search limits; searching "
+                      "with inherited weights instead")
+        derived = None
     evaluator = make_evaluator(config, net, bundle, sc["split"]) if sc["method"] != "none" or derived else None
     if derived is not None:
         best, score, method, evaluated = derived, evaluator(derived), f"{strategy.name}.derive", 1
     elif sc["method"] == "none":
         return None
     else:
-        limits = {"params": sc["max_params"], "flops": sc["max_flops"]}
-
-        def allowed(arch) -> bool:
-            return all(limit is None or getattr(space, kind)(arch, **task) <= limit for kind, limit in limits.items())
+        limits = _limits(config)
 
         def on_result(n: int, arch, score: float) -> None:
             reporter.live(f"search {n}/{sc['budget']}  {score:.2f}%  {arch.to_string()}")
@@ -203,10 +328,18 @@ def _pick_arch(config: dict, net, space, strategy, bundle, reporter: Reporter) -
         kwargs = {}
         if sc["method"] == "evolution":
             kwargs = {"population": sc["population"], "sample_size": sc["sample_size"]}
-        result = strategies.SEARCHERS[sc["method"]](
-            space, evaluator, budget=sc["budget"], rng=rng, valid_only=sc["valid_only"],
-            allowed=allowed if any(v is not None for v in limits.values()) else None, on_result=on_result, **kwargs,
-        )
+        try:
+            result = strategies.SEARCHERS[sc["method"]](
+                space, evaluator, budget=sc["budget"], rng=rng, valid_only=sc["valid_only"],
+                allowed=allowed, on_result=on_result, **kwargs,
+            )
+        except ValueError as exc:  # the searcher met no allowed arch: a limit too tight for this space
+            if allowed is None:
+                raise
+            limit_text = " and ".join([f"search.max_{kind}={limit:,}" for kind, limit in limits.items()]
+                                      + ([f"search.max_latency={sc['max_latency']}"] if sc["max_latency"] else []))
+            raise UserError(f"the {sc['method']} search found no arch within {limit_text}: {exc}; loosen the "
+                            "limit (the trained supernet is kept in checkpoints/)") from None
         best, score, method, evaluated = result.best, result.score, sc["method"], result.evaluations
         reporter.info(f"{method} search: {evaluated} archs scored on the {sc['split']} split")
     test_acc = evaluator(best) if sc["split"] == "test" else make_evaluator(config, net, bundle, "test")(best)
@@ -222,4 +355,7 @@ def _pick_arch(config: dict, net, space, strategy, bundle, reporter: Reporter) -
         "params": space.params(best, **task),
         "flops": space.flops(best, **task),
         "cost_model": {k: v for k, v in task.items()},
+        "limits": {"max_params": sc["max_params"], "max_flops": sc["max_flops"], "max_latency": sc["max_latency"]},
+        **({"latency_ms": _latency(config, space)(best), "latency_model": sc["latency"]}
+           if sc["max_latency"] is not None else {}),
     }

@@ -50,3 +50,36 @@ def alpha_history(path: Path, report: dict[str, Any]) -> Path:
     fig.suptitle(f"{report['strategy']}: derived {report['derived']}", fontsize=9)
     fig.tight_layout()
     return save_figure(fig, path)
+
+
+def sampled_flops(path: Path, sampled: list[int], reference: list[int], extremes: dict[str, int],
+                  title: str) -> Path:
+    """Histogram of the FLOPs of the paths a run trained over a uniform reference sample of the space (shares
+    of each sample per bin, same bins), with a vertical line per extreme arch: where a sampler spends its steps
+    compared with uniform sampling (ShiftNAS's diagnosis: uniform concentrates on middle complexity)."""
+    import numpy as np
+
+    plt = pyplot()
+    top = max(max(sampled), max(reference, default=0), *extremes.values())
+    scale, unit = next((s, u) for s, u in ((1e9, "G"), (1e6, "M"), (1e3, "K"), (1.0, "")) if top >= 10 * s or s == 1.0)
+    values = np.asarray(sampled, dtype=float) / scale
+    ref = np.asarray(reference, dtype=float) / scale
+    marks = {name: value / scale for name, value in extremes.items()}
+    lo = min(values.min(), ref.min() if ref.size else values.min(), *marks.values())
+    hi = max(values.max(), ref.max() if ref.size else values.max(), *marks.values())
+    bins = np.linspace(lo, hi if hi > lo else lo + 1.0, 41)
+    fig, ax = plt.subplots(figsize=(7, 4), dpi=100)
+    if ref.size:
+        ax.hist(ref, bins=bins, weights=np.full(ref.size, 1.0 / ref.size), color="0.6", alpha=0.6,
+                label=f"uniform reference ({ref.size:,} archs)")
+    ax.hist(values, bins=bins, weights=np.full(values.size, 1.0 / values.size), histtype="step", linewidth=1.8,
+            color="C0", label=f"trained paths ({values.size:,})")
+    for (name, value), color in zip(marks.items(), ("C3", "C2", "C1", "C4")):
+        ax.axvline(value, color=color, linestyle="--", linewidth=1.2, label=f"{name} ({value:,.2f} {unit})")
+    ax.set_xlabel(f"FLOPs per image ({unit} multiply-adds)".replace("( ", "("))
+    ax.set_ylabel("share of samples")
+    ax.set_title(title, fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return save_figure(fig, path)

@@ -11,7 +11,7 @@ import torch
 from .errors import UserError
 
 # Independent random streams derived from the run seed; a stream never depends on how much another consumed.
-STREAM_INIT, STREAM_DATA, STREAM_MONITOR, STREAM_SEARCH, STREAM_CALIB, STREAM_ARCH = 1, 2, 3, 4, 5, 6
+STREAM_INIT, STREAM_DATA, STREAM_MONITOR, STREAM_SEARCH, STREAM_CALIB, STREAM_ARCH, STREAM_GLOBAL = 1, 2, 3, 4, 5, 6, 7
 
 
 def derive_seed(seed: int, *stream: int) -> int:
@@ -22,6 +22,12 @@ def derive_seed(seed: int, *stream: int) -> int:
 def epoch_generator(seed: int, epoch: int) -> torch.Generator:
     """The CPU generator that shuffles and augments one epoch; a resumed epoch gets the same one."""
     return torch.Generator().manual_seed(derive_seed(seed, STREAM_DATA, epoch))
+
+
+def seed_epoch_globals(seed: int, epoch: int) -> None:
+    """Reseed torch's global generators (dropout, anything that draws without a generator) for one epoch, so
+    an epoch resumed from a checkpoint draws what the uninterrupted run drew."""
+    torch.manual_seed(derive_seed(seed, STREAM_GLOBAL, epoch))
 
 
 def seed_everything(seed: int, deterministic: bool) -> None:

@@ -12,7 +12,9 @@ from . import search
 from .base import ArchStepContext, StepContext, Strategy
 from .differentiable import DARTSStrategy, GDASStrategy
 from .pada import PADAStrategy
+from .sandwich import SandwichStrategy
 from .search import SEARCHERS, SearchResult, random_search, regularized_evolution
+from .shiftnas import ShiftNASStrategy
 from .uniform import UniformStrategy
 
 _REGISTRY: dict[str, type[Strategy]] = {
@@ -20,6 +22,8 @@ _REGISTRY: dict[str, type[Strategy]] = {
     "pada": PADAStrategy,
     "darts": DARTSStrategy,
     "gdas": GDASStrategy,
+    "sandwich": SandwichStrategy,
+    "shiftnas": ShiftNASStrategy,
 }
 
 DESCRIPTIONS: dict[str, str] = {
@@ -27,6 +31,8 @@ DESCRIPTIONS: dict[str, str] = {
     "pada": "PA&DA: paths and training samples drawn by gradient-norm importance (Lu et al. 2023)",
     "darts": "DARTS: softmax relaxation, architecture by gradient on a held-out split (order 1 or 2)",
     "gdas": "GDAS: straight-through Gumbel samples of one candidate per decision, annealed temperature",
+    "sandwich": "sandwich rule (BigNAS/OFA): largest + smallest + n uniform paths per step, in-place distillation",
+    "shiftnas": "ShiftNAS: FLOPs bins, a shifted bin distribution and an LSTM arch generator per bin (§4)",
 }
 
 
@@ -48,6 +54,6 @@ def get(name: str, **opts: Any) -> Strategy:
 
 __all__ = [
     "ArchStepContext", "DARTSStrategy", "DESCRIPTIONS", "GDASStrategy", "get", "names", "PADAStrategy",
-    "random_search", "regularized_evolution", "search", "SEARCHERS", "SearchResult", "StepContext", "Strategy",
-    "strategy_class", "UniformStrategy",
+    "random_search", "regularized_evolution", "SandwichStrategy", "search", "SEARCHERS", "SearchResult",
+    "ShiftNASStrategy", "StepContext", "Strategy", "strategy_class", "UniformStrategy",
 ]

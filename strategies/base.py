@@ -2,9 +2,13 @@
 
 Order of calls in one training step (nas.engine):
 
-    arch = strategy.sample()                       # a path for this step
-    logits = supernet(x, arch); loss = mean(CE * strategy.sample_weights(arch, index))  # weights: usually None
-    backward; clip global grad norm
+    paths = strategy.sample_step()                 # the paths of this step; default [strategy.sample()]
+    for i, arch in enumerate(paths):               # gradients are SUMMED over the paths (BigNAS/OFA sandwich)
+        logits = supernet(x, arch); loss = mean(CE * strategy.sample_weights(arch, index))  # weights: usually None
+        # paths i >= 1 with `strategy.distill_weight` w > 0 are trained on (1 - w) * CE(labels)
+        # + w * soft-CE(detached softmax of path 0's logits): in-place distillation from path 0
+        backward
+    clip global grad norm
     strategy.after_backward(ctx)                   # grads here are AFTER clipping (PA&DA reads them there);
                                                    # the optimizer step does not modify .grad, so they also
                                                    # equal the post-step gradients
@@ -12,10 +16,21 @@ Order of calls in one training step (nas.engine):
     strategy.arch_step(valid_batch, ctx)           # BEFORE each step, only when `uses_arch_step` (DARTS, GDAS)
 
 and once per epoch `epoch_order(...)` before and `on_epoch_end(epoch)` after the steps.
+
+A single-path strategy implements `sample` only. A multi-path strategy (sandwich) overrides `sample_step`; its
+`after_backward` still runs once per step, after all paths, with `ctx.arch` = path 0, `ctx.logits` and
+`ctx.per_sample_loss` of path 0 (its label cross-entropy, the loss that metrics.csv logs), `ctx.paths` = all paths
+of the step and the gradients summed over them.
+
+`cost_task` holds the arguments of the space's analytic costs for this run (`space.params(arch, **cost_task)`,
+`space.flops(...)`): num_classes, in_channels, image_size and the supernet options the costs depend on (NB201
+C/N, MobileNet width_mult/schedule). The pipeline sets it before `setup`; it is empty (the spaces' defaults) when
+a strategy is used on its own.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -49,6 +64,10 @@ class StepContext:
     index: torch.Tensor  # dataset index of every sample of the batch
     logits: torch.Tensor  # detached
     per_sample_loss: torch.Tensor  # detached, shape [batch]
+    paths: tuple = ()  # every path of this step (multi-path strategies); `arch` is paths[0]
+    # The loss scale of mixed precision (float16 on CUDA): gradients of parameters outside the supernet's optimizer
+    # (a strategy's own modules) are still multiplied by it. A call, because reading it syncs with the device.
+    loss_scale: Callable[[], float] = lambda: 1.0
 
 
 class Strategy:
@@ -62,6 +81,8 @@ class Strategy:
     name: str = "base"
     OPTIONS: dict[str, Any] = {}
     uses_arch_step: bool = False
+    # In-place distillation weight of paths 1.. of a multi-path step on path 0's detached predictions (0: labels only)
+    distill_weight: float = 0.0
 
     def __init__(self, **opts: Any):
         unknown = sorted(set(opts) - set(self.OPTIONS))
@@ -74,6 +95,7 @@ class Strategy:
         self.rng = np.random.default_rng(0)
         self.space: Space | None = None
         self.supernet: Supernet | None = None
+        self.cost_task: dict[str, Any] = {}  # set by the pipeline before `setup` (see the module docstring)
 
     # --- lifecycle -------------------------------------------------------------------------------
     def setup(self, supernet: Supernet, space: Space, seed: int, data: Any = None, epochs: int | None = None) -> None:
@@ -88,6 +110,11 @@ class Strategy:
 
     def sample(self) -> Arch:  # pragma: no cover - abstract
         raise NotImplementedError
+
+    def sample_step(self) -> list[Any]:
+        """The paths trained in this step, gradients accumulated over them before one optimizer step; path 0 is
+        the one logged (and the distillation teacher when `distill_weight` > 0). Default: one path, `sample()`."""
+        return [self.sample()]
 
     def sample_weights(self, arch: Arch, index: torch.Tensor) -> torch.Tensor | None:
         """Per-sample loss weights for this step (importance sampling corrections), or None for a plain mean."""
@@ -107,8 +134,9 @@ class Strategy:
         """JSON-ready data worth keeping in the run directory (`strategy.json`), e.g. an `alpha_history`."""
         return {}
 
-    def derive(self) -> Arch | None:
-        """The strategy's own final arch (gradient methods), or None: search with inherited weights instead."""
+    def derive(self, max_flops: float | None = None) -> Arch | None:
+        """The strategy's own final arch (gradient methods; ShiftNAS's generator for a FLOPs budget), or None:
+        search with inherited weights instead. `max_flops` is the run's budget (`search.max_flops`), if any."""
         return None
 
     # --- checkpointing ---------------------------------------------------------------------------

@@ -135,7 +135,7 @@ class DARTSStrategy(Strategy):
         entropy = -(weights.clamp(min=1e-12).log() * weights).sum(dim=1).mean()
         return {"alpha_entropy": float(entropy)}
 
-    def derive(self) -> Arch:
+    def derive(self, max_flops: float | None = None) -> Arch:
         """The space's discretisation of the relaxed weights (NB201: arg-max per edge; DARTS: top-2 per node)."""
         return self.space.discretize(self.weights().detach().cpu().numpy())
 

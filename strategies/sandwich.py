@@ -1,0 +1,67 @@
+"""The sandwich rule (Yu et al., BigNAS 2020; Cai et al., once-for-all 2020): every step trains the largest arch,
+the smallest arch and `n` uniformly sampled archs of the (possibly restricted) space on the same batch, gradients
+summed over the paths, then one optimizer step.
+
+Training the two extremes every step bounds the whole space from above and below; the largest path usually
+improves fastest and, with in-place distillation (BigNAS; on by default here as in BigNAS and once-for-all's
+progressive shrinking), it is the teacher of the others: the smaller paths learn from its detached soft
+predictions, which regularises them and transfers what the largest has learnt. The largest path always learns
+from the labels. The engine does the accumulation and the distillation (`sample_step` + `distill_weight`, see
+`strategies.base`); this class only says which paths.
+
+Largest and smallest are the space's `largest(**task)`/`smallest(**task)` (by parameter count for NB201, the
+maximal/minimal choices for MobileNet), computed once in `setup` with the run's cost task.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from searchspaces import Arch, Space
+from supernets import Supernet
+
+from .base import Strategy
+
+
+class SandwichStrategy(Strategy):
+    """Largest + smallest + `n` uniform paths per step; the smaller ones optionally distilled from the largest.
+
+    Options: `n` uniform paths per step (BigNAS and once-for-all use 2); `inplace_distill` (default true): paths
+    other than the largest learn from the largest path's detached soft predictions; `distill_weight` in [0, 1]:
+    their loss is `(1 - w) * CE(labels) + w * soft-CE(teacher)` (1: soft labels only, as BigNAS);
+    `reject_disconnected`: the uniform paths are resampled while their output is unreachable (NB201).
+    """
+
+    name = "sandwich"
+    OPTIONS = {"n": 2, "inplace_distill": True, "distill_weight": 1.0, "reject_disconnected": False}
+
+    def __init__(self, **opts: Any):
+        super().__init__(**opts)
+        n, weight = self.opts["n"], self.opts["distill_weight"]
+        if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+            raise ValueError(f"strategy.n={n!r} is not valid for strategy 'sandwich'; accepted: an integer >= 0")
+        if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not 0.0 <= weight <= 1.0:
+            raise ValueError(f"strategy.distill_weight={weight!r} is not valid for strategy 'sandwich'; accepted: "
+                             "a number from 0 to 1")
+        self.distill_weight = float(weight) if self.opts["inplace_distill"] else 0.0
+        self.largest: Arch | None = None
+        self.smallest: Arch | None = None
+
+    def setup(self, supernet: Supernet, space: Space, seed: int, data: Any = None, epochs: int | None = None) -> None:
+        """Seed the generator and find the extremes of the space once, with the run's cost task."""
+        super().setup(supernet, space, seed, data, epochs)
+        self.largest = space.largest(**self.cost_task)
+        self.smallest = space.smallest(**self.cost_task)
+
+    def sample(self) -> Arch:
+        """One uniform path (the `n` middle paths of a step; also what the post-training search sees)."""
+        return self.space.sample(self.rng, valid_only=bool(self.opts["reject_disconnected"]))
+
+    def sample_step(self) -> list[Arch]:
+        """[largest, smallest, n uniform]: path 0 (the largest) is logged and is the distillation teacher."""
+        return [self.largest, self.smallest, *(self.sample() for _ in range(int(self.opts["n"])))]
+
+    def report(self) -> dict[str, Any]:
+        """The extremes this run trained every step (strategy.json)."""
+        return {"strategy": self.name, "largest": self.largest.to_string(), "smallest": self.smallest.to_string(),
+                "paths_per_step": 2 + int(self.opts["n"]), "distill_weight": self.distill_weight}

@@ -1,0 +1,71 @@
+"""`nas search --space mobilenet --strategy shiftnas --max-flops ...` end to end, and its resume."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import pytest
+import torch
+
+import searchspaces
+from nas import checkpoint
+from nas.cli import main
+
+TINY = ["--dataset", "digits", "--epochs", "2", "--seed", "1", "--set", "supernet.width_mult=0.35",
+        "--set", "train.batch_size=128", "--set", "search.budget=4", "--set", "eval.monitor_archs=0",
+        "--set", "eval.calib_batches=1", "--set", "strategy.pool=1000", "--set", "strategy.generator_warmup=60",
+        "--set", "strategy.window=3", "--set", "strategy.derive_samples=16"]
+TASK = dict(num_classes=10, in_channels=1, image_size=8, width_mult=0.35, schedule="cifar")
+
+
+def _rows(path):
+    with open(path, newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+@pytest.mark.slow
+def test_shiftnas_search_under_a_flops_budget_and_resume(tmp_path, interrupt_after, capsys):
+    space = searchspaces.get("mobilenet")
+    lo, hi = space.flops(space.smallest(), **TASK), space.flops(space.largest(), **TASK)
+    budget = int(lo + 0.6 * (hi - lo))
+    out = tmp_path / "run"
+    args = ["search", "--space", "mobilenet", "--strategy", "shiftnas", "--max-flops", str(budget), "--out", str(out),
+            *TINY]
+    interrupt_after(1)
+    assert main(args) == 130
+    interrupt_after.disarm()
+    assert main(["search", "--resume", str(out)]) == 0
+    arch = json.loads((out / "arch.json").read_text())
+    assert arch["method"] == "shiftnas.derive" and arch["flops"] <= budget
+    assert arch["flops"] == space.flops(space.parse(arch["arch"]), **TASK)
+    assert arch["bn_mode"] == "recalibrate"
+    report = json.loads((out / "strategy.json").read_text())
+    assert len(report["generator_by_bin"]) == 6 and report["shifts"]
+    rows = _rows(out / "metrics.csv")
+    assert [r["epoch"] for r in rows] == ["1", "2"]
+    assert abs(sum(float(rows[-1][f"shift_p{k}"]) for k in range(6)) - 1.0) < 1e-4  # metrics.csv rounds
+    assert (out / "plots" / "sampled_flops.png").is_file()
+
+    # the resumed run ends where an uninterrupted one does
+    again = tmp_path / "again"
+    assert main(["search", "--space", "mobilenet", "--strategy", "shiftnas", "--max-flops", str(budget),
+                 "--out", str(again), *TINY]) == 0
+    a = checkpoint.load(out / "checkpoints" / "last.pt")
+    b = checkpoint.load(again / "checkpoints" / "last.pt")
+    for key in a["model"]:
+        assert torch.equal(a["model"][key], b["model"][key]), key
+    for key in a["strategy"]["generator"]:
+        assert torch.equal(a["strategy"]["generator"][key], b["strategy"]["generator"][key]), key
+    assert json.loads((again / "arch.json").read_text())["arch"] == arch["arch"]
+    capsys.readouterr()
+
+
+def test_mobilenet_arch_info_and_bad_arch(capsys):
+    text = "k3e3-k3e3|k3e3-k3e3|k3e3-k3e3|k3e3-k3e3|k3e3-k3e3"
+    assert main(["arch", "info", "--space", "mobilenet", "--arch", text, "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["arch"] == text
+    assert main(["arch", "info", "--space", "mobilenet", "--arch", "k3e3"]) == 2
+    err = capsys.readouterr().err
+    assert "5 stages" in err and "Traceback" not in err
