@@ -1,8 +1,9 @@
 """`nas bench build`: a ground-truth benchmark that fits a CPU, by training sampled archs stand-alone.
 
-Each arch is one call of `standalone.train_arch` (a plain function; Ray Tune can spread the same jobs over a
-cluster). Every finished arch is written at once to `results/<key>.json` (atomically), so an interrupted build
-resumes without retraining finished archs. When all are done the table is written in the compact benchmark
+Each arch is one call of `standalone.train_arch` (a plain function; with `--tune` each arch is one Ray Tune
+trial, so the jobs spread over the GPUs of a cluster, see `nas.tune.train_archs`). Every finished arch is
+written at once to `results/<key>.json` (atomically), so an interrupted build resumes without retraining
+finished archs. When all are done the table is written in the compact benchmark
 format (`table.csv` + `meta.json`) that `nasbench.load(DIR)` and `nas rank --benchmark DIR` read.
 """
 
@@ -14,6 +15,7 @@ import json
 import multiprocessing
 import os
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +30,17 @@ from .progress import ETA, Reporter, format_seconds
 from .standalone import StandaloneSettings, train_arch
 
 BUILD_FILE = "build.json"
+TUNE_DIR = "tune"  # Ray Tune's storage of `--tune` builds, inside the benchmark directory
+
+
+@dataclass(frozen=True)
+class TuneOptions:
+    """`nas bench build --tune`: where Ray runs and what one arch's trial asks for."""
+
+    address: str | None = None
+    cpus: float = 1.0
+    gpus: float = 0.0
+    max_concurrent: int | None = None
 
 
 def _key(arch: str) -> str:
@@ -51,8 +64,10 @@ def _worker_init() -> None:
 
 
 def build(out: Path, settings: StandaloneSettings, archs: int | None, workers: int = 1,
-          reporter: Reporter | None = None) -> Path:
-    """Train every planned arch not yet done in `out`, then write the benchmark table. Returns `out`."""
+          reporter: Reporter | None = None, tune: TuneOptions | None = None) -> Path:
+    """Train every planned arch not yet done in `out`, then write the benchmark table. Returns `out`.
+
+    With `tune`, the archs are Ray Tune trials; the results and the table are the same as without."""
     reporter = reporter or Reporter(quiet=True)
     out.mkdir(parents=True, exist_ok=True)
     plan_path = out / BUILD_FILE
@@ -74,8 +89,11 @@ def build(out: Path, settings: StandaloneSettings, archs: int | None, workers: i
     results_dir.mkdir(exist_ok=True)
     todo = [a for a in arch_list if not (results_dir / f"{_key(a)}.json").is_file()]
     done = len(arch_list) - len(todo)
+    how = (f"{workers} worker(s)" if tune is None else
+           f"Ray Tune trials of {tune.cpus:g} CPU and {tune.gpus:g} GPU on "
+           + (f"the cluster at {tune.address}" if tune.address else "a local Ray"))
     reporter.info(f"benchmark {out}: {len(arch_list)} archs, {done} done, {len(todo)} to train "
-                  f"({settings.epochs} epochs each, {workers} worker(s))")
+                  f"({settings.epochs} epochs each, {how})")
     eta = ETA(len(arch_list), done)
 
     def record(result: dict[str, Any]) -> None:
@@ -86,7 +104,13 @@ def build(out: Path, settings: StandaloneSettings, archs: int | None, workers: i
         reporter.info(f"[{done}/{len(arch_list)}] test {result['test_acc']:.2f}%  {result['seconds']:.1f}s  "
                       f"{result['arch']}" + (f"  ETA {format_seconds(remaining)}" if remaining else ""))
 
-    if workers <= 1:
+    if tune is not None:
+        if todo:
+            from .tune import train_archs
+
+            train_archs(todo, settings.as_dict(), record, storage=out / TUNE_DIR, address=tune.address,
+                        cpus=tune.cpus, gpus=tune.gpus, max_concurrent=tune.max_concurrent, reporter=reporter)
+    elif workers <= 1:
         for arch in todo:
             record(train_arch(arch, settings))
     else:

@@ -1,4 +1,4 @@
-"""The `nas` command: `nas search`, `nas train`, `nas rank`, `nas bench build`, `nas list`, `nas arch info`.
+"""The `nas` command: `nas search`, `nas train`, `nas rank`, `nas tune`, `nas bench build`, `nas list`, `nas arch info`.
 
 User errors (bad flags, config values, arch strings, files) print one line `nas: error: ...` and exit 2;
 an interrupted search tells how to resume and exits 130.
@@ -102,6 +102,19 @@ def _build_parser() -> argparse.ArgumentParser:
     rank.add_argument("--out", help="where to write the files (default: RUN_DIR)")
     rank.add_argument("--quiet", action="store_true", help="no console output")
 
+    tune = sub.add_parser("tune", help="run a sweep of searches as Ray Tune trials (local, or on a cluster)",
+                          description="Run the trials of a sweep file (a base experiment x a grid or random space over "
+                                      "config keys) as Ray Tune trials: resources per trial, per-epoch checkpoints, "
+                                      "retries from the last checkpoint, resumable. Writes results.csv, results.png "
+                                      "and best.json. Shipped sweeps: configs/tune/ (nas list). Needs the tune "
+                                      "extra: pip install 'supernas[tune]'.")
+    tune.add_argument("sweep", metavar="SWEEP", help="sweep file, or the name of a shipped sweep (nas list)")
+    tune.add_argument("--address", metavar="ADDR",
+                      help="join a running Ray cluster: auto or HOST:PORT (default: start a local Ray on this machine)")
+    tune.add_argument("--resume", action="store_true",
+                      help="continue an interrupted sweep from its storage path: only unfinished trials run")
+    tune.add_argument("--quiet", action="store_true", help="no console output")
+
     bench = sub.add_parser("bench", help="build ground-truth benchmarks")
     bench_sub = bench.add_subparsers(dest="bench_command", metavar="ACTION", parser_class=_Parser)
     build = bench_sub.add_parser("build", help="train sampled archs stand-alone into a benchmark table",
@@ -116,7 +129,15 @@ def _build_parser() -> argparse.ArgumentParser:
     build.add_argument("--seed", type=int, default=0, help="seed of the arch sample and of every training run")
     build.add_argument("--data-dir", help="folder holding dataset files")
     build.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
-    build.add_argument("--workers", type=int, default=1, help="parallel training processes (default 1)")
+    build.add_argument("--workers", type=int, help="parallel training processes (default 1; with --tune: the most "
+                                                  "concurrent trials, default as many as the resources allow)")
+    build.add_argument("--tune", action="store_true",
+                       help="train each arch as a Ray Tune trial (local Ray, or a cluster with --address)")
+    build.add_argument("--address", metavar="ADDR", help="with --tune: join the Ray cluster at auto or HOST:PORT")
+    build.add_argument("--trial-cpus", type=float, default=1.0, metavar="N",
+                       help="with --tune: CPUs per arch (default 1)")
+    build.add_argument("--trial-gpus", type=float, default=0.0, metavar="G",
+                       help="with --tune: GPUs per arch, a fraction shares one (default 0)")
     build.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides",
                        help="training setting, e.g. --set lr=0.05 --set C=8 (see nas.standalone.StandaloneSettings)")
     build.add_argument("--quiet", action="store_true", help="no console output")
@@ -263,8 +284,19 @@ def _cmd_bench_build(args: argparse.Namespace) -> int:
         raise UserError(f"unknown dataset {args.dataset!r}; accepted: {', '.join(data.DATASETS)}")
     if args.epochs < 1:
         raise UserError(f"--epochs must be at least 1, got {args.epochs}")
-    if args.workers < 1:
+    if args.workers is not None and args.workers < 1:
         raise UserError(f"--workers must be at least 1, got {args.workers}")
+    if not args.tune and (args.address or args.trial_cpus != 1.0 or args.trial_gpus != 0.0):
+        raise UserError("--address, --trial-cpus and --trial-gpus apply to Ray Tune trials; add --tune")
+    if args.trial_cpus <= 0 or args.trial_gpus < 0:
+        raise UserError(f"--trial-cpus must be > 0 and --trial-gpus >= 0, got {args.trial_cpus} and {args.trial_gpus}")
+    tune = None
+    if args.tune:
+        from . import tune as tune_module
+
+        tune_module.require_ray()
+        tune = benchbuild.TuneOptions(address=args.address, cpus=args.trial_cpus, gpus=args.trial_gpus,
+                                      max_concurrent=args.workers)
     fields = {f.name: f for f in dataclasses.fields(StandaloneSettings)}
     values = {"space": args.space, "dataset": args.dataset, "epochs": args.epochs, "seed": args.seed,
               "data_dir": args.data_dir, "device": args.device}
@@ -282,13 +314,35 @@ def _cmd_bench_build(args: argparse.Namespace) -> int:
     out = Path(args.out)
     reporter = Reporter(None, quiet=args.quiet)
     try:
-        benchbuild.build(out, settings, _count(args.archs, "--archs"), workers=args.workers, reporter=reporter)
+        benchbuild.build(out, settings, _count(args.archs, "--archs"), workers=args.workers or 1, reporter=reporter,
+                         tune=tune)
         reporter.info(f"benchmark written to {out}; next: nas rank RUN_DIR --benchmark {out}")
     except KeyboardInterrupt:
         print(f"\ninterrupted; finished archs are kept: rerun the same command to resume {out}", file=sys.stderr)
         return EXIT_INTERRUPTED
     finally:
         reporter.close()
+    return 0
+
+
+def _cmd_tune(args: argparse.Namespace) -> int:
+    from . import sweep as sweeps
+    from . import tune
+
+    tune.require_ray()
+    sweep = sweeps.load_sweep(args.sweep)
+    try:
+        outcome = tune.run_sweep(sweep, address=args.address, resume=args.resume, quiet=args.quiet)
+    except KeyboardInterrupt:
+        outcome = None
+    if outcome is None or outcome.interrupted:
+        print(f"\ninterrupted; continue with: nas tune {args.sweep} --resume"
+              + (f" --address {args.address}" if args.address else ""), file=sys.stderr)
+        return EXIT_INTERRUPTED
+    if outcome.errored:
+        print(f"nas: {outcome.errored} trial(s) failed (error column of {outcome.results_dir / tune.RESULTS_CSV}); "
+              f"retry them with: nas tune {args.sweep} --resume", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -376,6 +430,11 @@ def _cmd_list(args: argparse.Namespace) -> int:
     print("experiment presets (--config NAME):")
     for path in sorted(presets.glob("*.yaml")):
         print(f"  {path.stem}")
+    from .sweep import shipped_sweeps
+
+    print("sweeps (nas tune NAME):")
+    for name in shipped_sweeps():
+        print(f"  {name}")
     return 0
 
 
@@ -424,6 +483,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _cmd_train(args)
         if args.command == "rank":
             return _cmd_rank(args)
+        if args.command == "tune":
+            return _cmd_tune(args)
         if args.command == "bench" and args.bench_command == "build":
             return _cmd_bench_build(args)
         if args.command == "list":
