@@ -63,7 +63,7 @@ def test_search_keeps_only_archs_within_the_limits(tmp_path, monkeypatch):
     assert main([*TINY, "--epochs", "1", "--set", "search.method=random", "--set", "search.budget=12",
                  "--max-params", str(max_params), "--max-flops", f"{max_flops / 1e3}K", "--out", str(out)]) == 0
     info = json.loads((out / "arch.json").read_text())
-    assert info["limits"] == {"max_params": max_params, "max_flops": max_flops}
+    assert info["limits"] == {"max_params": max_params, "max_flops": max_flops, "max_latency": None}
     assert info["params"] <= max_params and info["flops"] <= max_flops
     assert len(set(scored)) == 12
     assert all(space.params(a, **DIGITS_TASK) <= max_params and space.flops(a, **DIGITS_TASK) <= max_flops
