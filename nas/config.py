@@ -354,10 +354,18 @@ def validate(config: Config) -> None:
     for key in SCHEMA:
         if key not in flat:
             raise UserError(f"config key {key!r} is missing; add it or leave it to the defaults")
-    try:  # a strategy validates the values of its own options (choices, ranges)
-        strategies.get(strategy_name, **{k: v for k, v in config["strategy"].items() if k != "name"})
+    try:  # a strategy validates the values of its own options (choices, ranges) and whether it fits the space
+        strategy = strategies.get(strategy_name, **{k: v for k, v in config["strategy"].items() if k != "name"})
+        strategy.check_space(searchspaces.get(space_name))
     except ValueError as exc:
         raise UserError(str(exc)) from None
+    available = supernets.modes(space_name)
+    if strategy.mode() not in available:
+        fitting = [name for name in strategies.names()
+                   if strategies.strategy_class(name)().mode() in available]
+        raise UserError(f"strategy {strategy_name} runs the supernet in {strategy.mode()!r} mode, which the "
+                        f"{space_name} supernet does not (it runs {', '.join(available)}); strategies that fit: "
+                        f"{', '.join(fitting)}")
     _validate_combinations(config)
 
 

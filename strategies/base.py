@@ -98,6 +98,13 @@ class Strategy:
         self.cost_task: dict[str, Any] = {}  # set by the pipeline before `setup` (see the module docstring)
 
     # --- lifecycle -------------------------------------------------------------------------------
+    def mode(self) -> str:
+        """How this strategy gives paths to the supernet: `single`, `mix` or `hard` (`supernets.Supernet.modes`)."""
+        return "single"
+
+    def check_space(self, space: Space) -> None:
+        """Raise ValueError (one sentence) when this strategy cannot run on `space`; checked with the config."""
+
     def setup(self, supernet: Supernet, space: Space, seed: int, data: Any = None, epochs: int | None = None) -> None:
         """Called once before training with the run's seed, data bundle and number of epochs (for schedules);
         seeds the strategy's own generator from the run seed."""

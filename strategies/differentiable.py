@@ -54,6 +54,9 @@ class DARTSStrategy(Strategy):
         if self.opts["order"] not in (1, 2):
             raise ValueError(f"strategy.order={self.opts['order']!r} is not valid; accepted: 1, 2")
 
+    def mode(self) -> str:
+        return "mix"
+
     def setup(self, supernet, space, seed: int, data: Any = None, epochs: int | None = None) -> None:
         super().setup(supernet, space, seed, data, epochs)
         self.total_epochs = int(epochs or 1)
@@ -171,6 +174,9 @@ class GDASStrategy(DARTSStrategy):
     OPTIONS = {**DARTSStrategy.OPTIONS, "tau_max": 10.0, "tau_min": 0.1}
     OPTIONS.pop("order")
     OPTIONS.pop("unrolled_eps")
+
+    def mode(self) -> str:
+        return "hard"
 
     def __init__(self, **opts: Any):
         Strategy.__init__(self, **opts)

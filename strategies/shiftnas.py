@@ -193,6 +193,16 @@ class ShiftNASStrategy(Strategy):
         if int(o["window"]) < 1 or int(o["pool"]) < 1:
             raise ValueError("strategy.window and strategy.pool must be positive")
 
+    def mode(self) -> str:
+        return "hard" if self.opts["generator"] else "single"
+
+    def check_space(self, space: Space) -> None:
+        if type(space).flops is Space.flops:
+            raise ValueError(f"ShiftNAS bins archs by FLOPs, and space {space.name!r} has no FLOPs count")
+        if self.opts["generator"] and not hasattr(space, "cost_terms"):
+            raise ValueError(f"ShiftNAS's generator needs FLOPs as cost terms, which space {space.name!r} does not "
+                             "give; set strategy.generator=false (a uniform arch of the drawn bin instead)")
+
     # --- setup -----------------------------------------------------------------------------------
     def setup(self, supernet, space: Space, seed: int, data: Any = None, epochs: int | None = None) -> None:
         super().setup(supernet, space, seed, data, epochs)

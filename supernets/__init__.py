@@ -36,6 +36,12 @@ OPTIONS: dict[str, dict[str, Any]] = {
 }
 
 
+def modes(space_name: str) -> tuple[str, ...]:
+    """How the supernet of a space can run a path: `single`, `mix` and/or `hard` (see `Supernet.modes`)."""
+    builder = _BUILDERS.get(space_name)
+    return getattr(builder, "modes", ("single",)) if builder is not None else ()
+
+
 def build(space: Space, num_classes: int = 10, **opts: Any) -> Supernet:
     """The supernet of `space` for a task with `num_classes` outputs; `opts` are the space's build options."""
     try:
@@ -53,6 +59,7 @@ def build(space: Space, num_classes: int = 10, **opts: Any) -> Supernet:
 
 __all__ = [
     "ArchWeights", "batch_statistics", "BN_MODES", "build", "build_eval_network", "check_eval_mode", "ChoiceKey",
+    "modes",
     "DartsNetwork", "DartsSupernet", "MobileNetNetwork", "MobileNetSupernet", "NASBenchMacroNetwork",
     "NASBenchMacroSupernet", "NB201Network", "NB201Supernet", "OPTIONS", "RELAXED_ROWS", "recalibrate", "Supernet",
 ]

@@ -43,6 +43,9 @@ class Supernet(nn.Module):
 
     space: Space
     num_classes: int
+    # How a path can be given: `single` (an Arch), `mix` (ArchWeights without `hard`: the weighted sum of
+    # candidates) and `hard` (ArchWeights with `hard`: one candidate per decision, weights for the gradient).
+    modes: tuple[str, ...] = ("single",)
 
     def forward(self, x: torch.Tensor, arch: Arch | ArchWeights) -> torch.Tensor:  # pragma: no cover - abstract
         """One path (`Arch`), or the `mix` relaxation (`ArchWeights`): weighted sum of candidate outputs."""

@@ -148,6 +148,8 @@ _CHILD_OP_KEY = re.compile(r"^cells\.(\d+)\.ops\.(\d+)\.(.*)$")
 class DartsSupernet(Supernet):
     """Weight-sharing DARTS search network: `net(x, arch)` runs one genotype, `net(x, ArchWeights)` the relaxation."""
 
+    modes = ("single", "mix", "hard")
+
     def __init__(self, space: Space, num_classes: int = 10, C: int = 16, layers: int = 8, in_channels: int = 3,
                  bn_mode: str = "batch", affine: bool = False, stem_multiplier: int = 3):
         super().__init__()

@@ -72,6 +72,8 @@ class MobileNetNetwork(nn.Module):
 class MobileNetSupernet(Supernet):
     """Weight-entangled once-for-all MobileNetV3 over `searchspaces.MobileNetSpace`."""
 
+    modes = ("single", "hard")
+
     fixed_cell_scope = "stage_fixed"
 
     def __init__(self, space: Space, num_classes: int = 10, in_channels: int = 3, width_mult: float = 1.0,

@@ -123,6 +123,8 @@ class NASBenchMacroNetwork(nn.Module):
 class NASBenchMacroSupernet(Supernet):
     """Weight-sharing NAS-Bench-Macro supernet: `net(x, arch)` runs the path of `arch` at its real size."""
 
+    modes = ("single", "mix", "hard")
+
     def __init__(self, space: Space, num_classes: int = 10, in_channels: int = 3, bn_mode: str = "recalibrate",
                  entangle: bool = True):
         super().__init__()

@@ -232,6 +232,8 @@ _EDGE_KEY = re.compile(r"^(cells\.\d+\.edges\.)([0-9]<-[0-9])\.(.*)$")
 class NB201Supernet(_NB201Body, Supernet):
     """Weight-sharing NB201 supernet: `net(x, arch)` runs the single path of `arch` in every search cell."""
 
+    modes = ("single", "mix", "hard")
+
     def __init__(self, space: Space, num_classes: int = 10, C: int = 16, N: int = 5, in_channels: int = 3,
                  affine: bool = False, bn_mode: str = "batch"):
         if space.name != "nb201":

@@ -196,3 +196,15 @@ def test_float16_loss_scale_is_removed_from_the_generator_gradient(space, net):
         results.append([p.detach().clone() for p in strategy.generator.parameters()])
     for a, b in zip(*results):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (["--space", "nb201", "--strategy", "shiftnas"], "strategy.generator=false"),
+    (["--space", "mobilenet", "--strategy", "darts"], "'mix' mode, which the mobilenet supernet does not"),
+])
+def test_strategies_that_do_not_fit_the_space_are_refused_before_the_run(tmp_path, capsys, args, fragment):
+    from nas.cli import main
+
+    assert main(["search", *args, "--out", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert fragment in err and len(err.splitlines()) == 1 and not (tmp_path / "run").exists()
