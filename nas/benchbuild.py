@@ -48,8 +48,17 @@ def _key(arch: str) -> str:
 
 
 def sample_archs(space_name: str, count: int | None, seed: int) -> list[str]:
-    """`count` distinct archs drawn uniformly without replacement (all of them when count is None)."""
+    """`count` distinct archs drawn uniformly without replacement (all of them when count is None). Spaces too
+    large to enumerate are sampled arch by arch (distinct canonical archs, in draw order)."""
     space = searchspaces.get(space_name)
+    if space.size() > 1_000_000:
+        if count is None:
+            raise ValueError(f"space {space_name!r} has {space.size():.3g} archs; give --archs N, not all")
+        rng, drawn = np.random.default_rng(seed), {}
+        while len(drawn) < count:
+            arch = space.sample(rng)
+            drawn.setdefault(arch, arch.to_string())
+        return list(drawn.values())
     everything = [a.to_string() for a in space.enumerate()]
     if count is None or count >= len(everything):
         return everything

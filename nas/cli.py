@@ -121,7 +121,7 @@ def _build_parser() -> argparse.ArgumentParser:
                                  description="Train N sampled archs from scratch (fixed seed and schedule) and "
                                              "write a benchmark that nas rank --benchmark DIR reads. Rerun the "
                                              "same command to resume: finished archs are not retrained.")
-    build.add_argument("--space", default="nb201", help="search space (default nb201)")
+    build.add_argument("--space", default="nb201", help="nb201, nasbench-macro or mobilenet (default nb201)")
     build.add_argument("--dataset", default="digits", help="dataset (default digits)")
     build.add_argument("--archs", default="100", metavar="N|all", help="archs to train (default 100)")
     build.add_argument("--epochs", type=int, default=20, help="training epochs per arch (default 20)")
@@ -277,9 +277,14 @@ def _cmd_bench_build(args: argparse.Namespace) -> int:
     from . import benchbuild, data
     from . import config as cfg
     from .progress import Reporter
-    from .standalone import StandaloneSettings
+    from .standalone import SPACES, StandaloneSettings
 
     searchspaces.get(args.space)
+    if args.space not in SPACES:
+        raise UserError(f"nas bench build trains archs of the spaces {', '.join(SPACES)}, not {args.space!r} (DARTS "
+                        "genotypes train with nas train)")
+    if args.archs == "all" and searchspaces.get(args.space).size() > 1_000_000:
+        raise UserError(f"space {args.space!r} is too large for --archs all; give a number")
     if args.dataset not in data.DATASETS:
         raise UserError(f"unknown dataset {args.dataset!r}; accepted: {', '.join(data.DATASETS)}")
     if args.epochs < 1:

@@ -43,8 +43,9 @@ class StandaloneSettings:
     nesterov: bool = True
     weight_decay: float = 5e-4
     grad_clip: float = 5.0
-    C: int = 16
-    N: int = 5
+    C: int = 16  # nb201 only
+    N: int = 5  # nb201 only
+    width_mult: float = 1.0  # mobilenet only
     seed: int = 0
     device: str = "auto"
     amp: bool = False
@@ -52,6 +53,25 @@ class StandaloneSettings:
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+SPACES: tuple[str, ...] = ("nb201", "nasbench-macro", "mobilenet")  # spaces whose exported child is the network
+
+
+def network_options(s: StandaloneSettings, bundle) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Supernet build options for the stand-alone network (affine BN with running statistics) and the task of its
+    analytic costs."""
+    task = dict(num_classes=bundle.num_classes, in_channels=bundle.in_channels, image_size=bundle.image_size)
+    if s.space == "nb201":
+        task.update(C=s.C, N=s.N)
+        return dict(C=s.C, N=s.N, affine=True, bn_mode="running"), task
+    if s.space == "mobilenet":
+        schedule = "cifar" if bundle.image_size <= 64 else "imagenet"
+        task.update(width_mult=s.width_mult, schedule=schedule)
+        return dict(width_mult=s.width_mult, schedule=schedule, bn_mode="running"), task
+    if s.space == "nasbench-macro":
+        return dict(bn_mode="running"), task
+    raise ValueError(f"nas bench build trains archs of {', '.join(SPACES)}, not {s.space!r}")
 
 
 def train_arch(arch_str: str, settings: StandaloneSettings | dict[str, Any]) -> dict[str, Any]:
@@ -64,8 +84,8 @@ def train_arch(arch_str: str, settings: StandaloneSettings | dict[str, Any]) -> 
     bundle = datasets.load(s.dataset, data_dir=s.data_dir, valid_fraction=s.valid_fraction, split_seed=s.split_seed,
                            device=device)
     torch.manual_seed(derive_seed(s.seed, STREAM_STANDALONE, *arch.codes()))
-    template = supernets.build(space, num_classes=bundle.num_classes, in_channels=bundle.in_channels, C=s.C, N=s.N,
-                               affine=True, bn_mode="running")
+    options, task = network_options(s, bundle)
+    template = supernets.build(space, num_classes=bundle.num_classes, in_channels=bundle.in_channels, **options)
     model = template.export(arch, inherit=False).to(device)
     del template
     optimizer = torch.optim.SGD(model.parameters(), lr=s.lr, momentum=s.momentum, nesterov=s.nesterov,
@@ -80,8 +100,6 @@ def train_arch(arch_str: str, settings: StandaloneSettings | dict[str, Any]) -> 
         generator = epoch_generator(derive_seed(s.seed, STREAM_STANDALONE), epoch)
         final_loss, _ = train_epoch(model, bundle.train, optimizer, scaler, batch_size=s.batch_size,
                                     generator=generator, device=device, amp=s.amp, grad_clip=s.grad_clip)
-    task = dict(num_classes=bundle.num_classes, in_channels=bundle.in_channels, image_size=bundle.image_size,
-                C=s.C, N=s.N)
     return {
         "arch": arch.to_string(),
         "test_acc": accuracy(model, bundle.test, s.eval_batch_size, device, s.amp),

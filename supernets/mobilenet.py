@@ -157,8 +157,9 @@ class MobileNetSupernet(Supernet):
         return {(d.label, c): [] for d in self.space.decisions for c in d.candidates}
 
     # --- export ----------------------------------------------------------------------------------
-    def export(self, arch: Arch) -> MobileNetNetwork:
-        """The standalone subnet with the sliced weights (and BN statistics) copied in."""
+    def export(self, arch: Arch, inherit: bool = True) -> MobileNetNetwork:
+        """The standalone subnet with the sliced weights (and BN statistics) copied in; `inherit=False` gives the
+        same network freshly initialised (PyTorch's default initialisation of every layer)."""
         blocks = [block.export(kernel, expand)
                   for stage, stage_blocks in zip(self.stages, self.space.blocks(arch))
                   for block, (kernel, expand) in zip(stage, stage_blocks)]
@@ -166,6 +167,12 @@ class MobileNetSupernet(Supernet):
         net = MobileNetNetwork(copy.deepcopy(self.stem), self.first_block.export(3, 1), blocks,
                                copy.deepcopy(self.final_expand), copy.deepcopy(self.feature_mix),
                                copy.deepcopy(self.classifier), arch.to_string())
+        if not inherit:
+            for module in net.modules():
+                if module is not net and hasattr(module, "reset_parameters"):
+                    module.reset_parameters()
+                if isinstance(module, nn.modules.batchnorm._BatchNorm):
+                    module.reset_running_stats()
         return net.to(device).train(self.training)
 
 

@@ -69,3 +69,35 @@ def test_mobilenet_arch_info_and_bad_arch(capsys):
     assert main(["arch", "info", "--space", "mobilenet", "--arch", "k3e3"]) == 2
     err = capsys.readouterr().err
     assert "5 stages" in err and "Traceback" not in err
+
+
+def test_bench_build_trains_sampled_mobilenet_archs(tmp_path, capsys):
+    out = tmp_path / "bench"
+    assert main(["bench", "build", "--space", "mobilenet", "--archs", "2", "--epochs", "1", "--out", str(out),
+                 "--set", "width_mult=0.35", "--quiet"]) == 0
+    with open(out / "table.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    space = searchspaces.get("mobilenet")
+    assert len(rows) == 2 and len({r["arch"] for r in rows}) == 2
+    for row in rows:
+        assert float(row["digits:params"]) == space.params(space.parse(row["arch"]), **TASK)
+    assert main(["bench", "build", "--space", "mobilenet", "--archs", "all", "--out", str(tmp_path / "b2")]) == 2
+    assert main(["bench", "build", "--space", "darts", "--archs", "2", "--out", str(tmp_path / "b3")]) == 2
+    err = capsys.readouterr().err
+    assert "too large for --archs all" in err and "not 'darts'" in err
+
+
+def test_export_without_inheritance_is_freshly_initialised():
+    import supernets
+
+    space = searchspaces.get("mobilenet")
+    net = supernets.build(space, num_classes=10, width_mult=0.35)
+    with torch.no_grad():
+        for p in net.parameters():
+            p.fill_(0.5)
+    arch = space.smallest()
+    inherited, fresh = net.export(arch), net.export(arch, inherit=False)
+    assert all((p == 0.5).all() for p in inherited.parameters())
+    convs = [m for m in fresh.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert all(not (m.weight == 0.5).all() for m in convs)
+    assert sum(p.numel() for p in fresh.parameters()) == sum(p.numel() for p in inherited.parameters())
