@@ -13,6 +13,7 @@ ours (§4.2). One training step:
    its real size; masks are 1 on everything it computes), and the AG adds
    `flops_weight * |FLOPs(masks) - f| / f` with FLOPs differentiable through the same one-hot vectors
    (`space.cost_terms`: multilinear, exact at one-hot). The AG is trained with Adam after every step.
+   `flops_weight` defaults to 5: with 1 the cross-entropy pulled the AG off its bins in joint training.
 4. Probability shift: per bin an EMA (0.9) of the training loss of subnets whose *actual* FLOPs fall in the
    bin; every `window` steps `V_k = L_k(previous window end) - L_k(this window end)` (bins without samples in
    either window: 0), normalised by `max |V|`; `phi += eta * P * (V - <P, V>)` (gradient ascent on
@@ -174,7 +175,7 @@ class ShiftNASStrategy(Strategy):
         "generator_lr": 1e-3,
         "tau_start": 1.0,
         "tau_end": 0.2,
-        "flops_weight": 1.0,
+        "flops_weight": 5.0,  # 1.0 let the cross-entropy pull the AG off its bins (README, Results)
         "pool": 20000,
         "generator_warmup": 300,  # AG steps on the FLOPs term alone before training (batches of 32 targets)
         "tol": 0.02,
