@@ -283,8 +283,9 @@ class Trainer:
                 self.path_costs.record(epoch, self.state.global_step, paths)
             self.optimizer.zero_grad(set_to_none=True)
             logits, per_sample = self._forward_backward(paths, batch)
+            # Unscale always (a no-op without float16 loss scaling): strategies read true gradients, clipped or not.
+            self.scaler.unscale_(self.optimizer)
             if tc["grad_clip"] > 0:
-                self.scaler.unscale_(self.optimizer)
                 torch.nn.utils.clip_grad_norm_(self.params, tc["grad_clip"], foreach=True)
             strategy.after_backward(strategies.StepContext(
                 epoch=epoch, step=self.state.global_step, arch=paths[0], x=batch.x, y=batch.y, index=batch.index,
