@@ -23,13 +23,13 @@ import math
 import platform
 import statistics
 import sys
-import time
 from collections.abc import Callable
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from _args import OneLineParser, non_negative_int, positive_int
+from _timing import prepare, time_steps
 from torch import nn
 
 import searchspaces
@@ -79,24 +79,9 @@ def make_step(model: nn.Module, forward: Callable[[torch.Tensor], torch.Tensor],
     return step
 
 
-def time_steps(step: Callable[[], None], n: int, sync: Callable[[], None]) -> float:
-    """Mean wall time of `n` calls of `step`, the device synchronised before each clock read."""
-    sync()
-    start = time.perf_counter()
-    for _ in range(n):
-        step()
-    sync()
-    return (time.perf_counter() - start) / n
-
-
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    device = torch.device("cuda" if args.device == "cuda" or (args.device == "auto" and torch.cuda.is_available())
-                          else "cpu")
-    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
-    torch.manual_seed(args.seed)
+    device, sync = prepare(args.device, args.threads, args.seed)
 
     space = searchspaces.get("nb201")
     rng = np.random.default_rng(args.seed)

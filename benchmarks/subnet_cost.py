@@ -23,7 +23,6 @@ import json
 import platform
 import statistics
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -31,6 +30,7 @@ import torch
 import torch.nn.functional as F
 import yaml
 from _args import OneLineParser, non_negative_int, positive_int
+from _timing import prepare, time_steps
 from torch import nn
 
 import searchspaces
@@ -85,24 +85,9 @@ def make_fwd_bwd(model: nn.Module, forward: Callable[[torch.Tensor], torch.Tenso
     return step
 
 
-def time_steps(step: Callable[[], None], n: int, sync: Callable[[], None]) -> float:
-    """Mean wall time of `n` calls of `step`, the device synchronised before each clock read."""
-    sync()
-    start = time.perf_counter()
-    for _ in range(n):
-        step()
-    sync()
-    return (time.perf_counter() - start) / n
-
-
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    device = torch.device("cuda" if args.device == "cuda" or (args.device == "auto" and torch.cuda.is_available())
-                          else "cpu")
-    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
-    torch.manual_seed(args.seed)
+    device, sync = prepare(args.device, args.threads, args.seed)
 
     space = searchspaces.get(args.space)
     try:

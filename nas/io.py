@@ -35,3 +35,21 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
 def atomic_write_json(path: str | os.PathLike, obj: Any) -> Path:
     """Atomically replace `path` with `obj` as indented JSON."""
     return atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
+
+
+def atomic_write_rows(path: str | os.PathLike, rows: list[dict[str, Any]],
+                      cell: Callable[[Any], Any] = lambda value: value) -> Path:
+    """Atomically replace `path` with `rows` as CSV: the columns are the union of the rows' keys in first-seen
+    order (missing cells stay empty), and `cell` formats every value."""
+    import csv
+    import io
+
+    columns: list[str] = []
+    for row in rows:
+        columns.extend(k for k in row if k not in columns)
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: cell(v) for k, v in row.items()})
+    return atomic_write_text(path, buffer.getvalue())

@@ -11,8 +11,6 @@
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import platform
 import socket
@@ -25,7 +23,7 @@ from typing import Any
 
 from . import config as cfg
 from .errors import UserError
-from .io import atomic_write_json, atomic_write_text
+from .io import atomic_write_json, atomic_write_rows, atomic_write_text
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -110,12 +108,4 @@ def write_environment(path: Path, info: dict[str, Any]) -> None:
 
 def write_metrics(path: Path, rows: list[dict[str, Any]]) -> None:
     """Rewrite metrics.csv from all rows so far (columns: union of keys, first-seen order)."""
-    columns: list[str] = []
-    for row in rows:
-        columns.extend(k for k in row if k not in columns)
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
-    writer.writeheader()
-    for row in rows:
-        writer.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})
-    atomic_write_text(path / "metrics.csv", buffer.getvalue())
+    atomic_write_rows(path / "metrics.csv", rows, lambda v: f"{v:.6g}" if isinstance(v, float) else v)

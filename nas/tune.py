@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import contextlib
 import csv
-import io
 import json
 import logging
 import math
@@ -35,7 +34,7 @@ from typing import Any
 
 from . import rundir
 from .errors import UserError
-from .io import atomic_write_json, atomic_write_text
+from .io import atomic_write_json, atomic_write_rows
 from .progress import Reporter
 from .sweep import Sweep, describe, environment_passthrough, value_text
 
@@ -426,16 +425,8 @@ def best_trial(rows: list[dict[str, Any]], metric: str, mode: str) -> dict[str, 
 
 
 def _write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
-    columns: list[str] = []
-    for row in rows:
-        columns.extend(k for k in row if k not in columns)
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
-    writer.writeheader()
-    for row in rows:
-        writer.writerow({k: "" if v is None else f"{v:.6g}" if isinstance(v, float) else
-                         value_text(v) if isinstance(v, (dict, list)) else v for k, v in row.items()})
-    atomic_write_text(path, buffer.getvalue())
+    atomic_write_rows(path, rows, lambda v: "" if v is None else f"{v:.6g}" if isinstance(v, float) else
+                      value_text(v) if isinstance(v, (dict, list)) else v)
 
 
 def write_results(sweep: Sweep, grid, reporter: Reporter) -> SweepOutcome:

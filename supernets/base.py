@@ -60,23 +60,20 @@ class Supernet(nn.Module):
         return edge
 
     def parameter_registry(self) -> list[tuple[ChoiceKey, str, nn.Parameter]]:
-        """Every parameter with its registry key and name, in a stable order, from the module names
-        `stem.*`, `cells.<i>.edges.<edge>.<candidate>.*`, other `cells.<i>.*`, and the head."""
-        out = []
-        for name, p in self.named_parameters():
-            parts = name.split(".")
-            if parts[0] == "cells":
-                index = int(parts[1])
-                if parts[2] == "edges":
-                    key = ChoiceKey("cell", index, self._edge_label(index, parts[3]), parts[4])
-                else:
-                    key = ChoiceKey(self.fixed_cell_scope, index, None, None)
-            elif parts[0] == "stem":
-                key = ChoiceKey("stem", None, None, None)
-            else:
-                key = ChoiceKey("head", None, None, None)
-            out.append((key, name, p))
-        return out
+        """Every parameter with its registry key (`_registry_key`) and name, in a stable order."""
+        return [(self._registry_key(name.split(".")), name, p) for name, p in self.named_parameters()]
+
+    def _registry_key(self, parts: list[str]) -> ChoiceKey:
+        """The key of a parameter from its module path: `stem.*`, `cells.<i>.edges.<edge>.<candidate>.*`, other
+        `cells.<i>.*`, and the head."""
+        if parts[0] == "cells":
+            index = int(parts[1])
+            if parts[2] == "edges":
+                return ChoiceKey("cell", index, self._edge_label(index, parts[3]), parts[4])
+            return ChoiceKey(self.fixed_cell_scope, index, None, None)
+        if parts[0] == "stem":
+            return ChoiceKey("stem", None, None, None)
+        return ChoiceKey("head", None, None, None)
 
     def choice_parameters(self) -> dict[tuple[str, Hashable], list[nn.Parameter]]:
         """`(label, choice) -> parameters only that candidate uses` (across all cells sharing the decision).

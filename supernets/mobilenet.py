@@ -22,7 +22,6 @@ re-estimates them per subnet before evaluation (§0.5).
 from __future__ import annotations
 
 import copy
-from collections.abc import Hashable
 
 import torch
 from torch import nn
@@ -133,28 +132,15 @@ class MobileNetSupernet(Supernet):
         return self._head_forward(x)
 
     # --- registry --------------------------------------------------------------------------------
-    def parameter_registry(self) -> list[tuple[ChoiceKey, str, nn.Parameter]]:
-        """Keys by module: `stem`, `block` (index over all 20 elastic blocks; their weights are shared by every
-        kernel/expand candidate, so no key names a single choice), `stage_fixed` (the fixed first block) and
-        `head`."""
-        out = []
-        for name, p in self.named_parameters():
-            parts = name.split(".")
-            if parts[0] == "stages":
-                key = ChoiceKey("block", int(parts[1]) * MAX_BLOCKS + int(parts[2]), None, None)
-            elif parts[0] == "first_block":
-                key = ChoiceKey(self.fixed_cell_scope, None, None, None)
-            elif parts[0] == "stem":
-                key = ChoiceKey("stem", None, None, None)
-            else:
-                key = ChoiceKey("head", None, None, None)
-            out.append((key, name, p))
-        return out
-
-    def choice_parameters(self) -> dict[tuple[str, Hashable], list[nn.Parameter]]:
-        """Every candidate maps to an empty list: with weight entanglement no parameter belongs to one candidate
-        alone (a candidate's share is a slice of the block's tensors; specs/ALGORITHMS.md §0.4)."""
-        return {(d.label, c): [] for d in self.space.decisions for c in d.candidates}
+    def _registry_key(self, parts: list[str]) -> ChoiceKey:
+        """Keys by module: `stem`, `block` (index over all 20 elastic blocks), `stage_fixed` (the fixed first
+        block) and `head`. No key names a candidate: with weight entanglement every kernel/expand candidate uses
+        a slice of the block's tensors (specs/ALGORITHMS.md §0.4), so `choice_parameters()` lists none."""
+        if parts[0] == "stages":
+            return ChoiceKey("block", int(parts[1]) * MAX_BLOCKS + int(parts[2]), None, None)
+        if parts[0] == "first_block":
+            return ChoiceKey(self.fixed_cell_scope, None, None, None)
+        return super()._registry_key(parts)
 
     # --- export ----------------------------------------------------------------------------------
     def export(self, arch: Arch, inherit: bool = True) -> MobileNetNetwork:

@@ -176,22 +176,13 @@ class NASBenchMacroSupernet(Supernet):
         return x
 
     # --- parameters per candidate ----------------------------------------------------------------
-    def parameter_registry(self) -> list[tuple[ChoiceKey, str, nn.Parameter]]:
-        """Every parameter with its key: `("stem",)`, `("layer", i, "l<i+1>", choice)` for candidate modules (an
-        entangled MBConv under `mb_e6_k5`, the owner of its full weight), `("head",)` for head and classifier."""
-        out = []
-        for name, p in self.named_parameters():
-            parts = name.split(".")
-            if parts[0] == "layers":
-                index = int(parts[1])
-                owner = self.layers[index].users[parts[3]][-1]
-                key = ChoiceKey("layer", index, LABELS[index], owner)
-            elif parts[0] == "stem":
-                key = ChoiceKey("stem", None, None, None)
-            else:
-                key = ChoiceKey("head", None, None, None)
-            out.append((key, name, p))
-        return out
+    def _registry_key(self, parts: list[str]) -> ChoiceKey:
+        """`("layer", i, "l<i+1>", choice)` for candidate modules (an entangled MBConv under `mb_e6_k5`, the owner
+        of its full weight); `("stem",)` and `("head",)` as in the base class."""
+        if parts[0] == "layers":
+            index = int(parts[1])
+            return ChoiceKey("layer", index, LABELS[index], self.layers[index].users[parts[3]][-1])
+        return super()._registry_key(parts)
 
     def choice_parameters(self) -> dict[tuple[str, Hashable], list[nn.Parameter]]:
         """`(label, choice) -> parameters that candidate computes with`. An entangled MBConv's parameters are

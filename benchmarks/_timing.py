@@ -1,0 +1,28 @@
+"""Timing helpers shared by the benchmark scripts: device choice, thread count and synchronised step timing."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import torch
+
+
+def prepare(device: str, threads: int, seed: int) -> tuple[torch.device, Callable[[], None]]:
+    """Set torch's threads (0: keep the default) and seed; return the device (`auto` prefers CUDA) and a
+    function that waits for it (a no-op on the CPU)."""
+    if threads:
+        torch.set_num_threads(threads)
+    chosen = torch.device("cuda" if device == "cuda" or (device == "auto" and torch.cuda.is_available()) else "cpu")
+    torch.manual_seed(seed)
+    return chosen, (torch.cuda.synchronize if chosen.type == "cuda" else (lambda: None))
+
+
+def time_steps(step: Callable[[], None], n: int, sync: Callable[[], None]) -> float:
+    """Mean wall time of `n` calls of `step`, the device synchronised before each clock read."""
+    sync()
+    start = time.perf_counter()
+    for _ in range(n):
+        step()
+    sync()
+    return (time.perf_counter() - start) / n
