@@ -26,3 +26,15 @@ def time_steps(step: Callable[[], None], n: int, sync: Callable[[], None]) -> fl
         step()
     sync()
     return (time.perf_counter() - start) / n
+
+
+def environment(device: torch.device) -> dict[str, object]:
+    """What a timing depends on besides the script's options: the device (with its name), threads, versions."""
+    import platform
+
+    return {
+        "device": str(device) if device.type == "cpu" else f"{device} ({torch.cuda.get_device_name(device)})",
+        "threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+    }

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import statistics
 import sys
 from collections.abc import Callable
@@ -30,7 +29,7 @@ import torch
 import torch.nn.functional as F
 import yaml
 from _args import OneLineParser, non_negative_int, positive_int
-from _timing import prepare, time_steps
+from _timing import environment, prepare, time_steps
 from torch import nn
 
 import searchspaces
@@ -152,10 +151,7 @@ def main(argv: list[str] | None = None) -> int:
         "warmup": args.warmup,
         "repeats": args.repeats,
         "seed": args.seed,
-        "device": str(device) if device.type == "cpu" else f"{device} ({torch.cuda.get_device_name(device)})",
-        "threads": torch.get_num_threads(),
-        "torch": torch.__version__,
-        "python": platform.python_version(),
+        **environment(device),
         "supernet_params": sum(p.numel() for p in net.parameters()),
     }
     if args.child:
