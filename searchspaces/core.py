@@ -306,6 +306,18 @@ class Space:
         weights = np.where(self.relaxation_mask(), np.asarray(weights, dtype=float), -np.inf)
         return self.decode(weights.argmax(axis=1))
 
+    # --- equivalences ----------------------------------------------------------------------------
+    # Whether `canonical` knows encodings that describe the same network (a declared capability, not guessed).
+    has_equivalences: bool = False
+
+    def canonical(self, arch: Arch) -> Arch:
+        """The representative of the class of encodings that describe the same network as `arch`.
+
+        Spaces without known equivalences return the arch itself, so callers (deduplication, samplers)
+        can use `canonical` for every space; NB201 overrides it (see `searchspaces/cellgraph.py`).
+        """
+        return arch
+
     # --- analytic costs --------------------------------------------------------------------------
     def params(self, arch: Arch, **task: Any) -> int:  # pragma: no cover - abstract
         raise NotImplementedError(f"space {self.name!r} has no parameter count")

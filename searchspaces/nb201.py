@@ -13,9 +13,12 @@ use `affine=False`, which drops BN weights and adds conv biases. Both are counte
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .core import Arch, Decision, Space, SpaceError
+
+if TYPE_CHECKING:
+    import networkx as nx
 
 OPS: tuple[str, ...] = ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3")
 EDGES: tuple[tuple[int, int], ...] = ((1, 0), (2, 0), (2, 1), (3, 0), (3, 1), (3, 2))
@@ -79,6 +82,22 @@ class NB201Space(Space):
         live = [op != "none" for op in arch.choices]
         e0, e1, e2, e3, e4, e5 = live
         return e3 or (e1 and e5) or (e0 and e4) or (e0 and e2 and e5)
+
+    # --- graphs and equivalences (searchspaces/cellgraph.py) -------------------------------------
+    has_equivalences = True
+
+    def to_graph(self, arch: Arch) -> nx.DiGraph:
+        """The cell as a networkx DAG: nodes 0..3 with `role`, non-`none` edges with `op` and `live`."""
+        from .cellgraph import nb201_graph
+
+        return nb201_graph(arch)
+
+    def canonical(self, arch: Arch) -> Arch:
+        """The representative of `arch`'s class of encodings of the same network: the member with the smallest
+        op-code tuple over the whole NB201 space (it may lie outside a restricted sub-space)."""
+        from .cellgraph import class_representative
+
+        return self.decode(class_representative(arch.codes()))
 
     # --- analytic costs --------------------------------------------------------------------------
     def params(self, arch: Arch, num_classes: int = 10, C: int = 16, N: int = 5, in_channels: int = 3,
