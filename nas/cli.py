@@ -53,8 +53,9 @@ def _build_parser() -> argparse.ArgumentParser:
                         help="every E epochs record Kendall tau against --rank-benchmark in metrics.csv")
     search.add_argument("--rank-benchmark", metavar="NAME|DIR", help="benchmark for --rank-every (nas list)")
     search.add_argument("--max-flops", type=_cost_limit, metavar="N",
-                        help="keep only archs with at most N FLOPs (multiply-adds per image) in the post-training "
-                             "search, e.g. 300M, 1.5G, 5e6 (search.max_flops)")
+                        help="keep only archs with at most N FLOPs per image (the space's `flops`, as `nas arch "
+                             "info` prints them; nb201: the benchmark's convention, published MFLOPs x 1e6) in the "
+                             "post-training search, e.g. 300M, 1.5G, 5e6 (search.max_flops)")
     search.add_argument("--max-params", type=_cost_limit, metavar="N",
                         help="keep only archs with at most N parameters in the post-training search, e.g. 2.5M "
                              "(search.max_params)")
@@ -463,6 +464,8 @@ def _cmd_arch_info(args: argparse.Namespace) -> int:
         "params": space.params(arch, **task),
         "flops": space.flops(arch, **task),
     }
+    if hasattr(space, "macs"):  # nb201: our own count (pooling windows added) beside the benchmark's FLOPs
+        info["macs"] = space.macs(arch, **task)
     if args.json:
         print(json.dumps(info, indent=2))
     else:
@@ -470,7 +473,13 @@ def _cmd_arch_info(args: argparse.Namespace) -> int:
         print(f"codes      {info['codes']}  (candidate index per decision)")
         print(f"valid      {'yes' if info['valid'] else 'no: the space marks it invalid (nb201: output unreachable)'}")
         print(f"params     {info['params']:,}  ({info['params'] / 1e6:.6f} M, {args.dataset}, affine BN)")
-        print(f"FLOPs      {info['flops']:,}  ({info['flops'] / 1e6:.2f} M multiply-adds per image)")
+        if "macs" in info:
+            print(f"FLOPs      {info['flops']:,}  ({info['flops'] / 1e6:.6f} MFLOPs per image, the benchmark's "
+                  f"convention: conv and linear layers)")
+            print(f"MACs       {info['macs']:,}  ({info['macs'] / 1e6:.6f} M per image, supernas count: FLOPs plus "
+                  f"pooling windows)")
+        else:
+            print(f"FLOPs      {info['flops']:,}  ({info['flops'] / 1e6:.2f} M multiply-adds per image)")
     return 0
 
 

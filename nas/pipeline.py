@@ -86,7 +86,10 @@ def _has_flops(space) -> bool:
 
 
 def _limits(config: dict) -> dict[str, int]:
-    """The params/FLOPs limits of the post-training search that are set (`--max-params`, `--max-flops`)."""
+    """The params/FLOPs limits of the post-training search that are set (`--max-params`, `--max-flops`).
+
+    A FLOPs limit is compared with the space's `flops`; for NB201 that is NAS-Bench-201's own convention (its
+    published MFLOPs x 1e6, pooling not counted), not `macs`, so a budget reads like the benchmark's figures."""
     sc = config["search"]
     return {kind: sc[f"max_{kind}"] for kind in ("params", "flops") if sc[f"max_{kind}"] is not None}
 

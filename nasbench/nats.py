@@ -21,6 +21,7 @@ import searchspaces
 
 from .errors import BenchmarkError
 from .nb201 import DATASETS
+from .nb201 import UNITS as NB201_UNITS
 from .table import write_table
 
 HPS = ("12", "200")
@@ -86,8 +87,9 @@ def convert_nats(nats_path: str | os.PathLike, out_dir: str | os.PathLike, hp: s
             "test_acc": "cifar10: ori-test of the model trained on train+valid; others: x-test",
             "valid_acc": "cifar10: x-valid of the cifar10-valid split (trained on train only); others: x-valid",
             "params": "analytic count of searchspaces NB201 (equals the benchmark's)",
-            "flops": "multiply-adds per image, searchspaces NB201 convention",
+            "flops": "FLOPs per image in NAS-Bench-201's convention (its MFLOPs x 1e6), searchspaces NB201 count",
         },
+        "units": NB201_UNITS,
     }
     return write_table(out_dir, f"nats-tss-hp{hp}", "nb201", archs, columns, meta)
 

@@ -2,8 +2,10 @@
 
 Row i of the source is benchmark index i, and stays row i here. Accuracies come from the file (see the shared
 data README); parameter and FLOP counts are not in it and are computed with the analytic counts of the
-`searchspaces` NB201 space for each dataset's network (classes, image size). Params equal the benchmark's;
-FLOPs follow our counting convention (multiply-adds, see `NB201Space.flops`), not the benchmark's table.
+`searchspaces` NB201 space for each dataset's network (classes, image size). Both equal the benchmark's:
+`params` is its parameter count (its published figure times 1e6), `flops` its FLOPs figure times 1e6, in its
+own convention (conv and linear layers only, see `NB201Space.flops`); our `macs`, which adds pooling, is not
+stored.
 """
 
 from __future__ import annotations
@@ -41,9 +43,11 @@ METRIC_NOTES: dict[str, str] = {
     "test_acc_v1": "NAS-Bench-201 v1.0 test accuracy",
     "valid_acc_naslib_1seed": "one-seed cifar10-valid accuracy as distributed with NAS-Bench-Suite-Zero",
     "params": "parameter count of the benchmark network (affine BN), analytic count of searchspaces NB201",
-    "flops": "multiply-adds per image computed by searchspaces NB201 (supernas convention; every non-none edge "
-             "counts), not the FLOPs published with the benchmark",
+    "flops": "FLOPs per image in NAS-Bench-201's convention (conv and linear multiply-adds incl. biases; pooling, "
+             "BN, ReLU not counted): the benchmark's published MFLOPs x 1e6, analytic count of searchspaces NB201",
 }
+# Units that differ from the table defaults: the stored `flops` is the benchmark's own figure, not our `macs`.
+UNITS: dict[str, str] = {"flops": "FLOPs per image, NAS-Bench-201's convention (published MFLOPs x 1e6)"}
 
 
 def columns_needed() -> list[str]:
@@ -95,6 +99,7 @@ def from_file(file: Path) -> Benchmark:
         "source": f"{SOURCE} (NATS-Bench / NAS-Bench-201, MIT; see the shared data README)",
         "index": "row i is NAS-Bench-201 / NATS-tss architecture index i",
         "metric_notes": METRIC_NOTES,
+        "units": UNITS,
         "image_size": {d: size for d, (_, _, size) in DATASETS.items()},
         "num_classes": {d: classes for d, (_, classes, _) in DATASETS.items()},
     }

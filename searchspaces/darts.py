@@ -412,9 +412,9 @@ class DartsSpace(Space):
               counter: str = "macs", **_: Any) -> int:
         """Operations of one forward pass of one image through the network of `params`.
 
-        `counter="macs"` (default; the convention of the NB201 space): conv k*k*C_in*C_out/groups per output
-        position (no conv here has a bias), linear in*out + out, pooling k*k per output element; BatchNorm, ReLU,
-        the sums of a node and global pooling are not counted.
+        `counter="macs"` (default; the convention of the NB201 space's `macs`): conv k*k*C_in*C_out/groups per
+        output position (no conv here has a bias), linear in*out + out, pooling k*k per output element; BatchNorm,
+        ReLU, the sums of a node and global pooling are not counted.
 
         `counter="tensorwatch"`: the rules of tensorwatch's `ModelStats.Flops` (torchstat), which NASLib used
         for the NB301 subset's `flops`: convs as above, plus ReLU 1 per input element, BatchNorm 1 per element

@@ -9,6 +9,9 @@ Parameter and FLOP counts are analytic, for the benchmark's network (NATS-Bench 
 BN + ReLU, global pooling and a linear classifier. In the benchmark's training configuration BatchNorm is
 affine and convolutions inside ReLU-Conv-BN have no bias (`bias = not affine`); supernets of PA&DA/GM-NAS
 use `affine=False`, which drops BN weights and adds conv biases. Both are counted here.
+
+Two operation counts: `flops` is the benchmark's own figure (conv and linear layers only, as its hooks sum
+them; the published MFLOPs times 1e6), `macs` is supernas's count, which adds the average-pooling windows.
 """
 
 from __future__ import annotations
@@ -120,33 +123,63 @@ class NB201Space(Space):
 
     def flops(self, arch: Arch, num_classes: int = 10, C: int = 16, N: int = 5, in_channels: int = 3,
               image_size: int = 32, affine: bool = True, **_: Any) -> int:
-        """Multiply-accumulates of one forward pass of one image, counted as NB201's FLOP counter does.
+        """FLOPs of one image in NAS-Bench-201's own convention: the benchmark's published figure times 1e6.
 
-        Conv: k*k*C_in*C_out per output position (+C_out if it has a bias); linear: in*out + out; average
-        pooling: k*k per output element; BatchNorm, ReLU and global pooling are not counted. Every
-        non-`none` edge counts, also when its input node carries only zeros (the network still runs it).
+        The benchmark counted FLOPs with the hooks of xautodl's `utils/flop_benchmark.py` (`get_model_infos` on
+        `TinyNetwork`, one image) and reports `sum / 1e6` as MFLOPs. That sum covers `nn.Conv2d` (k*k*C_in*C_out
+        per output position, + C_out per position with a bias) and `nn.Linear` (in*out + out) only: pooling
+        layers get a hook but are left out of the sum, and BatchNorm, ReLU, `none`/skip edges, the node sums
+        and global pooling are never counted. The 1x1 conv of each reduction block's shortcut counts, its
+        2x2 average pool does not. Every non-`none` edge counts, also when its input node carries only zeros
+        (the benchmark's network still runs it). The classifier counts its bias, so CIFAR-100 adds 90 * 65.
+
+        This is the count that `search.max_flops` (`--max-flops`), ShiftNAS's bins and the `flops` columns of
+        the NB201 tables use, so limits and figures read like the benchmark's. `macs` adds the pooling windows.
         """
-        bias = 0 if affine else 1
+        total = 0
+        for positions, macs_per_position, bias_per_position, _pool in self._layers(
+                arch, num_classes, C, N, in_channels, image_size, affine):
+            total += positions * (macs_per_position + bias_per_position)
+        return total
+
+    def macs(self, arch: Arch, num_classes: int = 10, C: int = 16, N: int = 5, in_channels: int = 3,
+             image_size: int = 32, affine: bool = True, **_: Any) -> int:
+        """Operations of one image by supernas's own count: `flops` plus every average-pooling window.
+
+        Conv and linear layers as in `flops` (multiply-accumulates, + one add per output with a bias), and in
+        addition k*k per output element of each cell's 3x3 average pool and of each reduction shortcut's 2x2
+        average pool. It is what a hook on convs, linears and pools of the real network measures, and it is
+        not the benchmark's figure (the benchmark leaves pooling out); see `flops` for that one.
+        """
+        total = 0
+        for positions, macs_per_position, bias_per_position, pool in self._layers(
+                arch, num_classes, C, N, in_channels, image_size, affine):
+            total += positions * (macs_per_position + bias_per_position + pool)
+        return total
+
+    @staticmethod
+    def _layers(arch: Arch, num_classes: int, C: int, N: int, in_channels: int, image_size: int,
+                affine: bool) -> list[tuple[int, int, int, int]]:
+        """The counted layers of the benchmark network of `arch` as `(output positions, multiply-accumulates
+        per position, bias adds per position, pooling adds per position)`: one source for `flops` and `macs`."""
+        bias = 0 if affine else 1  # ReLU-Conv-BN convs carry a bias exactly when BN is not affine
         widths = (C, 2 * C, 4 * C)
         sizes = (image_size, -(-image_size // 2), -(-image_size // 4))
-        total = image_size * image_size * in_channels * C * 9  # stem
+        layers = [(image_size * image_size, in_channels * C * 9, 0, 0)]  # stem conv 3x3, no bias
         for c, s in zip(widths, sizes):
-            pos = s * s
-            per_cell = 0
             for op in arch.choices:
                 if op in _KERNEL:
-                    per_cell += pos * (c * c * _KERNEL[op] ** 2 + bias * c)
+                    layers += [(N * s * s, c * c * _KERNEL[op] ** 2, bias * c, 0)]
                 elif op == "avg_pool_3x3":
-                    per_cell += pos * c * 9
-            total += N * per_cell
+                    layers += [(N * s * s, 0, 0, c * 9)]
         for c_in, c_out, s_out in zip(widths[:-1], widths[1:], sizes[1:]):
             pos = s_out * s_out
-            total += pos * (c_in * c_out * 9 + bias * c_out)  # conv_a, stride 2
-            total += pos * (c_out * c_out * 9 + bias * c_out)  # conv_b
-            total += pos * c_in * 4  # avg-pool 2x2
-            total += pos * c_in * c_out  # conv 1x1
-        total += widths[-1] * num_classes + num_classes
-        return int(total)
+            layers += [(pos, c_in * c_out * 9, bias * c_out, 0),  # conv_a, stride 2
+                       (pos, c_out * c_out * 9, bias * c_out, 0),  # conv_b
+                       (pos, 0, 0, c_in * 4),  # shortcut: avg-pool 2x2 ...
+                       (pos, c_in * c_out, 0, 0)]  # ... then conv 1x1 without bias
+        layers += [(1, widths[-1] * num_classes, num_classes, 0)]  # classifier with bias
+        return layers
 
     def largest(self, **task: Any) -> Arch:
         """All edges at the largest allowed parametric op (params are additive over edges)."""

@@ -136,8 +136,14 @@ def test_nb201_params_equal_the_benchmark_counts(nb201, nb201_csv):
     assert nb201.query(ALL_CONV3, "cifar10", "params") == 1531546
     # Only the classifier differs between datasets: 64 * (classes - 10) weights + (classes - 10) biases.
     assert nb201.query(ALL_CONV3, "cifar100", "params") - 1531546 == 64 * 90 + 90
-    assert "not the FLOPs published" in nb201.meta["metric_notes"]["flops"]
-    assert nb201.meta["units"]["flops"] == "multiply-adds per image"
+    assert "published MFLOPs x 1e6" in nb201.meta["metric_notes"]["flops"]
+    assert "NAS-Bench-201's convention" in nb201.meta["units"]["flops"]
+
+
+def test_nb201_flops_equal_the_published_figures(nb201, nb201_csv):
+    # Index 0 as NATS-Bench's get_cost_info returns it (D-X-Y/NATS-Bench issue #24), in MFLOPs.
+    for dataset, mflops in (("cifar10", 15.64737), ("cifar100", 15.65322), ("imagenet16-120", 3.91948)):
+        assert nb201.query(nb201_csv[0]["arch_str"], dataset, "flops") == round(mflops * 1e6)
 
 
 def test_nb201_query_many_equals_a_loop_of_query(nb201):

@@ -47,8 +47,12 @@ def test_supernet_configuration_counts_conv_biases_instead_of_bn_weights(space):
         assert _count(net.export(arch)) == space.params(arch, affine=False)
 
 
-def _hook_flops(model: nn.Module, x: torch.Tensor) -> int:
-    """FLOPs as NB201's counter defines them, measured by hooks on a real forward (independent of the formula)."""
+def _hook_count(model: nn.Module, x: torch.Tensor, pools: bool) -> int:
+    """Operations of one forward pass measured by hooks on the real network (independent of the formulas).
+
+    Conv2d: k*k*C_in*C_out per output position, + C_out with a bias; Linear: in*out + out. That is the sum
+    NAS-Bench-201's counter forms (xautodl `compute_average_flops_cost`: its pooling hooks are not summed).
+    With `pools`, every AvgPool2d adds k*k per output element as well, as `macs` counts."""
     total = [0]
 
     def conv(m, inp, out):
@@ -67,7 +71,7 @@ def _hook_flops(model: nn.Module, x: torch.Tensor) -> int:
             m.register_forward_hook(conv)
         elif isinstance(m, nn.Linear):
             m.register_forward_hook(linear)
-        elif isinstance(m, nn.AvgPool2d):
+        elif isinstance(m, nn.AvgPool2d) and pools:
             m.register_forward_hook(pool)
     model.eval()
     with torch.no_grad():
@@ -87,15 +91,19 @@ def _has_dead_edges(arch) -> bool:
     return any(t not in reaches for t, _ in live)
 
 
+@pytest.mark.parametrize("count, pools, affine", [("flops", False, True), ("flops", False, False),
+                                                 ("macs", True, True)])
 @pytest.mark.parametrize("image_size, num_classes", [(32, 10), (16, 120)])
-def test_flops_match_a_hook_count_of_the_real_network(space, image_size, num_classes):
-    """FLOPs follow NB201's convention (every non-`none` edge counts); our network skips edges whose output
+def test_flops_match_a_hook_count_of_the_real_network(space, image_size, num_classes, count, pools, affine):
+    """`flops` (the benchmark's convention) and `macs` (pools added) equal hook counts of the real network.
+
+    Both count every non-`none` edge, as the benchmark's network runs them all; ours skips edges whose output
     cannot reach the cell output, so it does exactly that much work when there are none, and less otherwise."""
     checked = {True: 0, False: 0, "less": 0}
     for arch in _archs(space, n=30, seed=3):
-        child = NB201Network(arch, num_classes=num_classes)
-        measured = _hook_flops(child, torch.randn(1, 3, image_size, image_size))
-        analytic = space.flops(arch, num_classes=num_classes, image_size=image_size)
+        child = NB201Network(arch, num_classes=num_classes, affine=affine)
+        measured = _hook_count(child, torch.randn(1, 3, image_size, image_size), pools)
+        analytic = getattr(space, count)(arch, num_classes=num_classes, image_size=image_size, affine=affine)
         dead = _has_dead_edges(arch)
         assert (measured <= analytic) if dead else (measured == analytic), arch
         checked[dead] += 1
