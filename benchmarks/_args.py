@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import yaml
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -30,3 +33,17 @@ def int_at_least(minimum: int, kind: str) -> Callable[[str], int]:
 
 positive_int = int_at_least(1, "positive")
 non_negative_int = int_at_least(0, "non-negative")
+
+
+def key_values(parser: argparse.ArgumentParser, option: str, items: Sequence[str], known: Mapping[str, Any],
+               where: str) -> dict[str, Any]:
+    """`KEY=VALUE` items (values read as YAML: `0.35`, `true`, `cifar`) over the defaults `known`; an item that is
+    not `KEY=VALUE` with a key of `known` is refused in one line naming the accepted keys (`where` says whose)."""
+    values = dict(known)
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep or key not in known:
+            parser.error(f"argument {option}: {item!r} is not KEY=VALUE with a key of {where}; accepted keys: "
+                         f"{', '.join(known) or 'none'}")
+        values[key] = yaml.safe_load(raw)
+    return values

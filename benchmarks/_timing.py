@@ -8,6 +8,14 @@ from collections.abc import Callable
 import torch
 
 
+def synchronizer(device: torch.device) -> Callable[[], None]:
+    """A function that waits until `device` has finished its queued work: `torch.cuda.synchronize` on CUDA, a
+    no-op on the CPU (whose work is done when a call returns)."""
+    if device.type == "cuda":
+        return lambda: torch.cuda.synchronize(device)
+    return lambda: None
+
+
 def prepare(device: str, threads: int, seed: int) -> tuple[torch.device, Callable[[], None]]:
     """Set torch's threads (0: keep the default) and seed; return the device (`auto` prefers CUDA) and a
     function that waits for it (a no-op on the CPU)."""
@@ -15,7 +23,7 @@ def prepare(device: str, threads: int, seed: int) -> tuple[torch.device, Callabl
         torch.set_num_threads(threads)
     chosen = torch.device("cuda" if device == "cuda" or (device == "auto" and torch.cuda.is_available()) else "cpu")
     torch.manual_seed(seed)
-    return chosen, (torch.cuda.synchronize if chosen.type == "cuda" else (lambda: None))
+    return chosen, synchronizer(chosen)
 
 
 def time_steps(step: Callable[[], None], n: int, sync: Callable[[], None]) -> float:

@@ -7,9 +7,10 @@ draw is either from the strategy's own generator (saved in checkpoints) or from 
 
 A step trains the paths of `strategy.sample_step()` (one for single-path strategies, several for the sandwich
 rule): forward and backward per path, gradients summed over the paths (as BigNAS/once-for-all accumulate them),
-then one clip and one optimizer step. The logged loss and accuracy are path 0's, on the labels. With
-`strategy.distill_weight` w > 0, paths 1.. are trained on `(1 - w) * CE(labels) + w * soft-CE(p0)`, p0 the
-detached softmax of path 0's logits (in-place distillation); path 0 always trains on the labels.
+then one clip (its factor goes to `strategy.after_backward` as `StepContext.clip_factor`) and one optimizer
+step. The logged loss and accuracy are path 0's, on the labels. With `strategy.distill_weight` w > 0, paths 1..
+are trained on `(1 - w) * CE(labels) + w * soft-CE(p0)`, p0 the detached softmax of path 0's logits (in-place
+distillation); path 0 always trains on the labels.
 """
 
 from __future__ import annotations
@@ -38,6 +39,12 @@ def cosine_lr(base: float, minimum: float, progress: float) -> float:
     """Cosine annealing from `base` (progress 0) to `minimum` (progress 1)."""
     progress = min(max(progress, 0.0), 1.0)
     return minimum + (base - minimum) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+def clip_coefficient(total_norm: torch.Tensor, max_norm: float) -> torch.Tensor:
+    """The factor `clip_grad_norm_` multiplies every gradient by, from the total norm it returns: the same
+    expression as torch's (`min(max_norm / (total + 1e-6), 1)`), hence the same value, and still on the device."""
+    return torch.clamp(max_norm / (total_norm + 1e-6), max=1.0)
 
 
 @dataclass
@@ -285,11 +292,14 @@ class Trainer:
             logits, per_sample = self._forward_backward(paths, batch)
             # Unscale always (a no-op without float16 loss scaling): strategies read true gradients, clipped or not.
             self.scaler.unscale_(self.optimizer)
+            clip_factor: torch.Tensor | float = 1.0
             if tc["grad_clip"] > 0:
-                torch.nn.utils.clip_grad_norm_(self.params, tc["grad_clip"], foreach=True)
+                total_norm = torch.nn.utils.clip_grad_norm_(self.params, tc["grad_clip"], foreach=True)
+                clip_factor = clip_coefficient(total_norm, tc["grad_clip"])
             strategy.after_backward(strategies.StepContext(
                 epoch=epoch, step=self.state.global_step, arch=paths[0], x=batch.x, y=batch.y, index=batch.index,
                 logits=logits, per_sample_loss=per_sample, paths=tuple(paths), loss_scale=self._loss_scale,
+                clip_factor=clip_factor,
             ))
             self.scaler.step(self.optimizer)
             self.scaler.update()

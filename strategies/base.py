@@ -8,10 +8,11 @@ Order of calls in one training step (nas.engine):
         # paths i >= 1 with `strategy.distill_weight` w > 0 are trained on (1 - w) * CE(labels)
         # + w * soft-CE(detached softmax of path 0's logits): in-place distillation from path 0
         backward
-    clip global grad norm
+    clip global grad norm                          # factor c = min(1, max_norm / (total_norm + 1e-6))
     strategy.after_backward(ctx)                   # grads here are AFTER clipping (PA&DA reads them there);
                                                    # the optimizer step does not modify .grad, so they also
-                                                   # equal the post-step gradients
+                                                   # equal the post-step gradients. ctx.clip_factor is c:
+                                                   # the gradients before clipping are .grad / c
     optimizer.step()
     strategy.arch_step(valid_batch, ctx)           # BEFORE each step, only when `uses_arch_step` (DARTS, GDAS)
 
@@ -54,7 +55,8 @@ class ArchStepContext:
 
 @dataclass
 class StepContext:
-    """What a strategy may read in `after_backward`: the step's batch, outputs and (clipped) gradients."""
+    """What a strategy may read in `after_backward`: the step's batch, outputs, (clipped) gradients and the clip
+    factor that recovers the unclipped ones."""
 
     epoch: int
     step: int  # global step, counted from 0 over the whole run
@@ -68,6 +70,11 @@ class StepContext:
     # The loss scale of mixed precision (float16 on CUDA): gradients of parameters outside the supernet's optimizer
     # (a strategy's own modules) are still multiplied by it. A call, because reading it syncs with the device.
     loss_scale: Callable[[], float] = lambda: 1.0
+    # The factor the global gradient clipping multiplied every gradient by in this step, as `clip_grad_norm_`
+    # applies it: min(1, max_norm / (total_norm + 1e-6)), a 0-d tensor on the device (reading its value syncs),
+    # or the float 1.0 when clipping is off. `.grad / clip_factor` is the gradient before clipping (for a factor
+    # > 0; the factor is 0 only when the total norm is infinite, a step the float16 loss scaler skips).
+    clip_factor: torch.Tensor | float = 1.0
 
 
 class Strategy:
@@ -128,7 +135,8 @@ class Strategy:
         return None
 
     def after_backward(self, ctx: StepContext) -> None:
-        """Gradients of this step are available (after clipping)."""
+        """Gradients of this step are available (after clipping; divide by `ctx.clip_factor` for the gradients
+        before it)."""
 
     def arch_step(self, batch: Any, ctx: ArchStepContext) -> None:
         """One architecture-parameter update on a validation batch (gradient methods, controllers)."""

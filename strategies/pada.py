@@ -4,31 +4,45 @@ Importance sampling lowers the variance of the supernet's gradient estimate: pat
 proportional to their candidates' gradient norms, training samples proportionally to the norm of the loss
 gradient at the logits, each mixed with the uniform distribution by a coefficient that grows over training.
 
-Per step (`after_backward`, gradients read AFTER clipping, as the reference does):
+Per step (`after_backward`; gradients read AFTER clipping by default, as the reference does):
 - path: for every parametric candidate o in the sampled arch, n_o = sum over cells and decisions choosing o of
   the candidate's gradient norm (sum of per-tensor norms, or their l2) divided by the number of decisions choosing
-  o; G[o] <- (G[o] + n_o) / 2, with G reset to 0 at every epoch start (EMA 0.5 from 0, reference);
+  o; G[o] <- (G[o] + n_o) / 2, with G reset to 0 at every epoch start (EMA 0.5 from 0, reference). A step in
+  which n_o is 0 leaves G[o] alone (the reference's `if tmp_norm != 0`): a conv sampled only on edges that
+  cannot reach the output gets no gradient, and that says nothing about its importance;
 - data: s_i = ||softmax(logits_i) - onehot(y_i)||, no extra backward; a sample drawn twice in an epoch keeps the
   mean of its old and new score.
 At the end of epoch e (0-based), tau = e / E:  p <- tau * G / sum(G) + (1 - tau) / K  and
 q <- tau * s / sum(s) + (1 - tau) / N; epoch e + 1 trains on N indices drawn from q with replacement.
 
-Everything per step stays on the device (no host sync): norms come from `torch._foreach_norm`, and G and the
-scores are updated with scatter operations. The host reads p once per epoch to sample paths.
+A candidate's gradient comes from `supernet.choice_slices()` (`supernets.Supernet`): whole parameters on NB201,
+DARTS and NAS-Bench-Macro (the parameter registry), slices of the shared tensors on MobileNet (centre taps for a
+kernel, the first hidden channels for an expand ratio, the first blocks for a depth). Slices of one decision's
+candidates overlap (kernel 3 is the centre of kernel 5), so per-candidate norms are not disjoint there; each is
+the norm of what the network trains when that candidate is chosen. Only the decisions that are part of the
+network count (`supernet.active_choices(arch)`: not the placeholder choices of blocks beyond a stage's depth).
 
-Decisions of this framework (ALGORITHMS.md §1.8), all configurable:
-- `param_free: floor` (default): candidates without parameters (none, skip, pooling) have no gradient norm, so
-  under the reference rule their probability decays to (1 - tau)/K (0.0016 in the last of 250 epochs) and they
-  are hardly trained late. `floor` keeps every candidate at >= `p_min` (default half of uniform) and
-  renormalises; `zero` is the reference behaviour.
+Everything per step stays on the device (no host sync): norms come from `torch._foreach_norm` over views of the
+gradients, and G and the scores are updated with scatter and `where` operations. The host reads p once per epoch
+to sample paths.
+
+Options (ALGORITHMS.md §1.8), defaults as the reference unless marked "ours":
+- `param_free: zero` (reference): candidates without parameters (none, skip, pooling) have importance 0, so
+  their probability decays to (1 - tau)/K (0.0016 in the last of 250 epochs). `floor` (ours) keeps every
+  candidate at >= `p_min` (default half of uniform) and renormalises, so that they are still trained late.
+- `grad_read: after_clip` (reference) reads the gradients the optimizer applies; `after_backward` (ours) reads
+  them before the global clipping, computed as the clipped gradient divided by the engine's clip factor
+  (`StepContext.clip_factor`), so no extra copy of the gradients and no extra hook are needed.
 - `granularity: op_type` (one distribution per distinct candidate list, shared by every decision with that list:
-  on NB201 one over ops for all edges, the reference) or `edge_op` (one distribution per decision; a different
-  algorithm, labelled as such). Combinations a space refuses (`space.make` raises) are redrawn.
-- `unseen: zero` (reference: samples not drawn this epoch score 0) or `keep_last` (their last known score).
-- `unbiased_weights: false` (reference: plain mean loss); true weights each sample by 1/(N q_j) and each path by
-  prod_e 1/(K p_{a_e}), each clipped to `max_weight`.
-- Entangled/elastic spaces: a candidate's gradient is that of its slice of a shared tensor; slices overlap, so
-  per-candidate norms are not disjoint there.
+  on NB201 one over ops for all edges, the reference; on MobileNet one over depths, one over kernels, one over
+  expand ratios) or `edge_op` (ours: one distribution per decision; a different algorithm, labelled as such).
+  Combinations a space refuses (`space.make` raises) are redrawn.
+- `unseen: zero` (reference: samples not drawn this epoch score 0) or `keep_last` (ours: their last known score).
+- `norm: sum` (reference: ||gW|| + ||gb||) or `l2` (ours); `ema: 0.5` (reference).
+- `unbiased_weights: false` (reference: plain mean loss); true (ours) weights each sample by 1/(N q_j) and each
+  path by prod over its active decisions of 1/(K p_{a_e}), each clipped to `max_weight`.
+A space whose supernet names nothing per candidate (`supernets.choice_gradients`) is refused with the config,
+unless `sample_paths` is off: path sampling would silently be uniform there.
 """
 
 from __future__ import annotations
@@ -39,18 +53,35 @@ from typing import Any
 import numpy as np
 import torch
 
-from searchspaces import Arch, SpaceError
+import supernets
+from searchspaces import Arch, Space, SpaceError
+from supernets import ChoiceSlices
 
 from .base import StepContext, Strategy
 
 
+def choice_slices(supernet: Any) -> ChoiceSlices:
+    """`supernet.choice_slices()`, or the whole parameters of `choice_parameters()` for a model that only has
+    those (any module with a registry, e.g. a test double)."""
+    if hasattr(supernet, "choice_slices"):
+        return supernet.choice_slices()
+    return {key: [(p, ()) for p in params] for key, params in supernet.choice_parameters().items()}
+
+
+def _every_choice(arch: Arch) -> list[tuple[str, Hashable]]:
+    """Every decision of `arch` (a model without `active_choices`: all its decisions are part of the network)."""
+    return list(arch.items())
+
+
 class PADAStrategy(Strategy):
-    """PA&DA path and data importance sampling over any supernet exposing `choice_parameters()`."""
+    """PA&DA path and data importance sampling over any supernet exposing `choice_slices()` (or
+    `choice_parameters()`)."""
 
     name = "pada"
     OPTIONS = {
         "granularity": "op_type",
-        "param_free": "floor",
+        "param_free": "zero",  # reference; floor (ours) keeps >= p_min
+        "grad_read": "after_clip",  # reference; after_backward: before the global clipping
         "p_min": 0.0,  # 0 = half of uniform (0.5 / K)
         "unseen": "zero",
         "norm": "sum",
@@ -61,8 +92,8 @@ class PADAStrategy(Strategy):
         "sample_data": True,
         "sample_paths": True,
     }
-    CHOICES = {"granularity": ("op_type", "edge_op"), "param_free": ("floor", "zero"), "unseen": ("zero", "keep_last"),
-               "norm": ("sum", "l2")}
+    CHOICES = {"granularity": ("op_type", "edge_op"), "param_free": ("zero", "floor"), "unseen": ("zero", "keep_last"),
+               "norm": ("sum", "l2"), "grad_read": ("after_clip", "after_backward")}
 
     def __init__(self, **opts: Any):
         super().__init__(**opts)
@@ -71,6 +102,16 @@ class PADAStrategy(Strategy):
                 raise ValueError(f"strategy.{key}={self.opts[key]!r} is not valid; accepted: {', '.join(allowed)}")
         if not 0.0 <= float(self.opts["ema"]) < 1.0:
             raise ValueError(f"strategy.ema={self.opts['ema']!r} is not valid; accepted: a number from 0 to 1")
+
+    def check_space(self, space: Space) -> None:
+        """Path sampling needs per-candidate gradients; refuse a space whose supernet names none."""
+        if self.opts["sample_paths"] and not supernets.choice_gradients(space.name):
+            raise ValueError(self._no_gradients(space.name))
+
+    @staticmethod
+    def _no_gradients(space_name: str) -> str:
+        return (f"PA&DA samples paths by per-candidate gradient norms, and the {space_name} supernet names no "
+                "parameters or weight slices per candidate; set strategy.sample_paths=false to sample only data")
 
     # --- setup -----------------------------------------------------------------------------------
     def setup(self, supernet, space, seed: int, data: Any = None, epochs: int | None = None) -> None:
@@ -94,19 +135,24 @@ class PADAStrategy(Strategy):
                             for i, d in enumerate(decisions) for c in d.candidates}
         self.rows = len(self.row_values)
         self.width = max(len(values) for values in self.row_values)
+        self.flat_of = {key: row * self.width + col for key, (row, col) in self.slot_of.items()}
         # Allowed slots: a restricted sub-space samples only inside its mask.
         self.allowed = np.zeros((self.rows, self.width), dtype=bool)
         for d, cands in zip(decisions, space.allowed):
             for c in cands:
                 self.allowed[self.slot_of[(d.label, c)]] = True
-        # Parameters of each (decision, candidate), for the gradient norms; parametric slots.
-        self.params_of: dict[tuple[str, Hashable], list[torch.nn.Parameter]] = {}
+        # What each (decision, candidate) trains, for the gradient norms: whole parameters (index ()) or slices of
+        # shared ones; parametric slots. Only the decisions that are part of the network count.
+        self.slices_of: ChoiceSlices = {}
         parametric = torch.zeros(self.rows, self.width, dtype=torch.bool)
-        for (label, choice), params in supernet.choice_parameters().items():
-            if params:
-                self.params_of[(label, choice)] = params
-                parametric[self.slot_of[(label, choice)]] = True
+        for key, entries in choice_slices(supernet).items():
+            if entries and key in self.slot_of:
+                self.slices_of[key] = list(entries)
+                parametric[self.slot_of[key]] = True
+        if self.opts["sample_paths"] and not self.slices_of:
+            raise ValueError(self._no_gradients(space.name))
         self.parametric = parametric.flatten().to(device)
+        self.active_choices = getattr(supernet, "active_choices", _every_choice)
         # Distributions and accumulators, flattened [rows * width]; p starts uniform over the allowed candidates.
         self.p = torch.tensor(self._uniform(), dtype=torch.float32, device=device).flatten()
         self.p_host = self._uniform()
@@ -127,10 +173,6 @@ class PADAStrategy(Strategy):
     def _uniform(self) -> np.ndarray:
         """Uniform over the allowed candidates of each row, [rows, width]."""
         return self.allowed / self.allowed.sum(axis=1, keepdims=True)
-
-    def _flat(self, label: str, choice: Hashable) -> int:
-        row, col = self.slot_of[(label, choice)]
-        return row * self.width + col
 
     # --- sampling --------------------------------------------------------------------------------
     def sample(self) -> Arch:
@@ -162,32 +204,38 @@ class PADAStrategy(Strategy):
 
     # --- per step --------------------------------------------------------------------------------
     def after_backward(self, ctx: StepContext) -> None:
-        self._record_paths(ctx.arch)
+        self._record_paths(ctx)
         self._record_data(ctx)
 
-    def _record_paths(self, arch: Arch) -> None:
+    def _record_paths(self, ctx: StepContext) -> None:
         grads: list[torch.Tensor] = []
         slots: list[int] = []
-        counts = np.zeros(self.rows * self.width)
-        for label, choice in arch.items():
-            slot = self._flat(label, choice)
-            counts[slot] += 1
-            for p in self.params_of.get((label, choice), ()):
+        counts = np.zeros(self.rows * self.width, dtype=np.float32)
+        for key in self.active_choices(ctx.arch):
+            slot = self.flat_of[key]
+            counts[slot] += 1  # a dead edge counts, as in the reference (`sampled_arch.count(op)`)
+            for p, index in self.slices_of.get(key, ()):
                 if p.grad is not None:  # None: the candidate fed a node that cannot reach the output (norm 0)
-                    grads.append(p.grad)
+                    grads.append(p.grad[index] if index else p.grad)
                     slots.append(slot)
         if not grads:
             return
         norms = torch.stack(torch._foreach_norm(grads)).float()
+        if self.opts["grad_read"] == "after_backward" and isinstance(ctx.clip_factor, torch.Tensor):
+            norms = norms / ctx.clip_factor.to(norms)  # undo the clipping: the norms before it
         slot_index = self._to_device(np.array(slots))
         if self.opts["norm"] == "l2":
             total = torch.zeros_like(self.G).index_add_(0, slot_index, norms * norms).sqrt()
         else:
             total = torch.zeros_like(self.G).index_add_(0, slot_index, norms)
-        used = self._to_device(counts > 0) & self.parametric
-        n = total / self._to_device(np.maximum(counts, 1).astype(np.float32))
+        chosen = self._to_device(counts)
+        n = total / chosen.clamp(min=1)
+        # Update only candidates of this path with a (finite) gradient: n = 0 means every decision choosing the
+        # candidate was dead (reference: `if tmp_norm != 0`); a non-finite n (float16 overflow, whose step the
+        # loss scaler skips) would poison G for the rest of the epoch.
+        update = (chosen > 0) & self.parametric & torch.isfinite(n) & (n > 0)
         ema = float(self.opts["ema"])
-        self.G = torch.where(used, ema * self.G + (1 - ema) * n, self.G)
+        self.G = torch.where(update, ema * self.G + (1 - ema) * n, self.G)
 
     def _to_device(self, array: np.ndarray) -> torch.Tensor:
         """A small host array on the device without waiting for the device (asynchronous copy on CUDA)."""
@@ -210,7 +258,7 @@ class PADAStrategy(Strategy):
         cap = float(self.opts["max_weight"])
         data_w = (1.0 / (self.num_samples * self.q[self.position_of[index]])).clamp(max=cap)
         path_w = 1.0
-        for label, choice in arch.items():
+        for label, choice in self.active_choices(arch):  # placeholder choices are not part of the path
             row, col = self.slot_of[(label, choice)]
             k = int(self.allowed[row].sum())
             path_w *= 1.0 / (k * max(float(self.p_host[row, col]), 1e-12))

@@ -13,7 +13,7 @@ from typing import Any
 
 from searchspaces import Space
 
-from .base import ArchWeights, ChoiceKey, Supernet
+from .base import ArchWeights, ChoiceKey, ChoiceSlices, Index, Supernet
 from .bn import BN_MODES, batch_statistics, check_eval_mode, recalibrate
 from .darts import RELAXED_ROWS, DartsSupernet, build_eval_network
 from .darts_ops import DartsNetwork
@@ -42,6 +42,13 @@ def modes(space_name: str) -> tuple[str, ...]:
     return getattr(builder, "modes", ("single",)) if builder is not None else ()
 
 
+def choice_gradients(space_name: str) -> bool:
+    """Whether the supernet of a space names what each candidate trains (`Supernet.choice_slices`), so that
+    per-candidate gradients can be read; False for a space without a supernet."""
+    builder = _BUILDERS.get(space_name)
+    return bool(getattr(builder, "choice_gradients", False)) if builder is not None else False
+
+
 def build(space: Space, num_classes: int = 10, **opts: Any) -> Supernet:
     """The supernet of `space` for a task with `num_classes` outputs; `opts` are the space's build options."""
     try:
@@ -58,8 +65,8 @@ def build(space: Space, num_classes: int = 10, **opts: Any) -> Supernet:
 
 
 __all__ = [
-    "ArchWeights", "batch_statistics", "BN_MODES", "build", "build_eval_network", "check_eval_mode", "ChoiceKey",
-    "modes",
+    "ArchWeights", "batch_statistics", "BN_MODES", "build", "build_eval_network", "check_eval_mode",
+    "choice_gradients", "ChoiceKey", "ChoiceSlices", "Index", "modes",
     "DartsNetwork", "DartsSupernet", "MobileNetNetwork", "MobileNetSupernet", "NASBenchMacroNetwork",
     "NASBenchMacroSupernet", "NB201Network", "NB201Supernet", "OPTIONS", "RELAXED_ROWS", "recalibrate", "Supernet",
 ]

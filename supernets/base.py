@@ -25,6 +25,12 @@ class ChoiceKey:
     choice: Hashable | None
 
 
+# Part of a parameter as a tuple of slices (`parameter[index]` is a view); `()` is the whole parameter.
+Index = tuple[slice, ...]
+# `(label, choice) -> [(parameter, index)]`: what each candidate trains (`Supernet.choice_slices`).
+ChoiceSlices = dict[tuple[str, Hashable], list[tuple[nn.Parameter, Index]]]
+
+
 @dataclass(frozen=True)
 class ArchWeights:
     """A relaxed arch for gradient-based strategies: `weights[decision, candidate]` in the space's order.
@@ -46,6 +52,11 @@ class Supernet(nn.Module):
     # How a path can be given: `single` (an Arch), `mix` (ArchWeights without `hard`: the weighted sum of
     # candidates) and `hard` (ArchWeights with `hard`: one candidate per decision, weights for the gradient).
     modes: tuple[str, ...] = ("single",)
+    # Whether `choice_slices()` names what candidates train (their own parameters, or slices of shared ones).
+    # Strategies that read per-candidate gradients (PA&DA) refuse a space whose supernet does not: every candidate
+    # would look alike to them. A class attribute, so that the config check can read it before anything is built
+    # (`supernets.choice_gradients(space_name)`).
+    choice_gradients: bool = True
 
     def forward(self, x: torch.Tensor, arch: Arch | ArchWeights) -> torch.Tensor:  # pragma: no cover - abstract
         """One path (`Arch`), or the `mix` relaxation (`ArchWeights`): weighted sum of candidate outputs."""
@@ -87,6 +98,23 @@ class Supernet(nn.Module):
             if key.label is not None:
                 out[(key.label, key.choice)].append(p)
         return out
+
+    def choice_slices(self) -> ChoiceSlices:
+        """`(label, choice) -> [(parameter, index)]`: the part `parameter[index]` of each tensor that candidate
+        computes with, `index` a tuple of slices (`()`: the whole parameter). A candidate's gradient is then
+        `parameter.grad[index]` for each entry, a view (specs/ALGORITHMS.md §0.4).
+
+        Default: the whole parameters of `choice_parameters()`. Weight-entangled supernets override it with slices
+        of shared tensors; those slices overlap between candidates (a 3x3 kernel is the centre of the 5x5 one), so
+        per-candidate gradients are not disjoint there, and a consumer must not add them up as if they were.
+        """
+        return {key: [(p, ()) for p in params] for key, params in self.choice_parameters().items()}
+
+    def active_choices(self, arch: Arch) -> list[tuple[str, Hashable]]:
+        """The `(label, choice)` pairs of `arch` that are part of the network it describes: every decision by
+        default. Elastic spaces leave out the choices of blocks beyond a stage's depth, which are placeholders
+        of the canonical form; a candidate whose output is merely unused (a dead NB201 edge) is still active."""
+        return list(arch.items())
 
     def restrict(self, space: Space) -> Supernet:
         """A sub-supernet over a restricted space (a few-shot split), sharing no parameter, buffer or state."""

@@ -23,14 +23,20 @@ from torch import nn
 
 from searchspaces.mobilenet import make_divisible
 
+from .base import Index
 
-def centre_crop(weight: torch.Tensor, kernel: int) -> torch.Tensor:
-    """The centre `kernel x kernel` taps of a `[..., K, K]` weight (K and kernel odd)."""
-    size = weight.shape[-1]
+
+def centre_taps(size: int, kernel: int) -> tuple[slice, slice]:
+    """The (rows, columns) slices of the centre `kernel x kernel` taps of a `size x size` kernel (both odd)."""
     if kernel > size or kernel % 2 == 0:
         raise ValueError(f"kernel {kernel} must be odd and at most {size}")
     start = (size - kernel) // 2
-    return weight[..., start:start + kernel, start:start + kernel]
+    return slice(start, start + kernel), slice(start, start + kernel)
+
+
+def centre_crop(weight: torch.Tensor, kernel: int) -> torch.Tensor:
+    """The centre `kernel x kernel` taps of a `[..., K, K]` weight (K and kernel odd)."""
+    return weight[(..., *centre_taps(weight.shape[-1], kernel))]
 
 
 def crop_to_input(weight: torch.Tensor, height: int, width: int) -> torch.Tensor:
@@ -274,6 +280,30 @@ class ElasticMBConv(nn.Module):
         if not self.divisor:
             return int(round(self.in_channels * expand))
         return make_divisible(round(self.in_channels * expand), self.divisor)
+
+    # --- what one candidate trains (Supernet.choice_slices) --------------------------------------
+    def kernel_slices(self, kernel: int) -> list[tuple[nn.Parameter, Index]]:
+        """The taps kernel `kernel` computes with: the centre `kernel x kernel` of the depthwise kernel, over all
+        hidden channels (channels beyond the active expand ratio simply carry no gradient in a step)."""
+        return [(self.depthwise.weight, (slice(None), slice(None), *centre_taps(self.depthwise.kernel_size[0],
+                                                                                 kernel)))]
+
+    def expand_slices(self, expand: float) -> list[tuple[nn.Parameter, Index]]:
+        """What expand ratio `expand` computes with: its first `h = hidden_channels(expand)` hidden channels in
+        the expand conv (output rows) and its BN, the depthwise kernel (all taps) and its BN, the SE convs
+        (`h` channels, squeeze width `se_squeeze(h)`, as `ElasticSE` slices them) and the input columns of the
+        projection. The projection's BN does not depend on the expand ratio and belongs to no candidate."""
+        h = slice(0, self.hidden_channels(expand))
+        out: list[tuple[nn.Parameter, Index]] = []
+        if self.has_expand:
+            out += [(self.expand_conv.weight, (h,)), (self.expand_bn.weight, (h,)), (self.expand_bn.bias, (h,))]
+        out += [(self.depthwise.weight, (h,)), (self.depthwise_bn.weight, (h,)), (self.depthwise_bn.bias, (h,))]
+        if self.se is not None:
+            q = slice(0, se_squeeze(h.stop, self.se.reduction))
+            out += [(self.se.reduce.weight, (q, h)), (self.se.reduce.bias, (q,)),
+                    (self.se.expand.weight, (h, q)), (self.se.expand.bias, (h,))]
+        out.append((self.project.weight, (slice(None), h)))
+        return [(p, index) for p, index in out if p is not None]  # BN without affine parameters
 
     def forward(self, x: torch.Tensor, kernel: int, expand: float, channel_mask: torch.Tensor | None = None,
                 kernel_mask: torch.Tensor | None = None, gate: torch.Tensor | None = None) -> torch.Tensor:

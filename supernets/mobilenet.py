@@ -17,11 +17,16 @@ notes (README, ShiftNAS).
 
 BN: `affine=True` (once-for-all), statistics tracked unless `bn_mode="batch"`; the default `recalibrate`
 re-estimates them per subnet before evaluation (§0.5).
+
+Per-candidate gradients (PA&DA): no parameter belongs to one candidate, so `choice_parameters()` is empty and
+`choice_slices()` names each candidate's (overlapping) slices of the shared tensors instead; `active_choices(arch)`
+leaves out the placeholder choices of blocks beyond a stage's depth.
 """
 
 from __future__ import annotations
 
 import copy
+from collections.abc import Hashable
 
 import torch
 from torch import nn
@@ -29,7 +34,7 @@ from torch import nn
 from searchspaces import Arch, Space
 from searchspaces.mobilenet import DEPTHS, EXPANDS, KERNELS, MAX_BLOCKS, MobileNetLayout
 
-from .base import ArchWeights, ChoiceKey, Supernet
+from .base import ArchWeights, ChoiceKey, ChoiceSlices, Supernet
 from .bn import check_mode
 from .elastic import ElasticMBConv, HSwish, MBConv
 
@@ -135,12 +140,51 @@ class MobileNetSupernet(Supernet):
     def _registry_key(self, parts: list[str]) -> ChoiceKey:
         """Keys by module: `stem`, `block` (index over all 20 elastic blocks), `stage_fixed` (the fixed first
         block) and `head`. No key names a candidate: with weight entanglement every kernel/expand candidate uses
-        a slice of the block's tensors (specs/ALGORITHMS.md §0.4), so `choice_parameters()` lists none."""
+        a slice of the block's tensors (specs/ALGORITHMS.md §0.4), so `choice_parameters()` lists none and
+        `choice_slices()` gives the slices instead."""
         if parts[0] == "stages":
             return ChoiceKey("block", int(parts[1]) * MAX_BLOCKS + int(parts[2]), None, None)
         if parts[0] == "first_block":
             return ChoiceKey(self.fixed_cell_scope, None, None, None)
         return super()._registry_key(parts)
+
+    def choice_slices(self) -> ChoiceSlices:
+        """What each candidate trains, as slices of the shared tensors (specs/ALGORITHMS.md §0.1, §0.4):
+
+        - kernel `k` of a block (`k{s}_{b}`): the centre `k x k` taps of the block's depthwise kernel;
+        - expand ratio `e` (`e{s}_{b}`): the first `C_in * e` (rounded) hidden channels of the expand conv and its
+          BN, of the depthwise conv and its BN, of the SE convs, and the projection's input columns
+          (`ElasticMBConv.expand_slices`);
+        - depth `d` of a stage (`d{s}`): every parameter of the stage's first `d` blocks, the slice of the stage
+          that depth computes (§0.1 "depth = first d blocks").
+
+        Slices are nested, so they overlap: kernel 3 is inside kernel 5, expand 3 inside expand 6, depth 2 inside
+        depth 4, and a consumer of per-candidate gradients compares overlapping parts (a larger candidate's slice
+        holds more weights). Depth is nested like kernel and expand, rather than "the blocks beyond the next
+        shallower depth", so that every candidate of every dimension means the same thing, the part of the
+        shared weights the network trains when that candidate is chosen; with the marginal definition the
+        smallest depth would own the two blocks every depth shares and each larger depth only one block.
+        `choice_parameters()` stays empty: no parameter belongs to one candidate only.
+        """
+        out: ChoiceSlices = {(d.label, c): [] for d in self.space.decisions for c in d.candidates}
+        for s, stage in enumerate(self.stages):
+            for b, block in enumerate(stage):
+                for kernel in KERNELS:
+                    out[(f"k{s + 1}_{b + 1}", kernel)] = block.kernel_slices(kernel)
+                for expand in EXPANDS:
+                    out[(f"e{s + 1}_{b + 1}", expand)] = block.expand_slices(expand)
+            for depth in DEPTHS:
+                out[(f"d{s + 1}", depth)] = [(p, ()) for block in stage[:depth] for p in block.parameters()]
+        return out
+
+    def active_choices(self, arch: Arch) -> list[tuple[str, Hashable]]:
+        """Every stage's depth, and the kernel and expand ratio of each block within its stage's depth; the
+        choices of deeper blocks are placeholders of the canonical form (the network has no such block)."""
+        out: list[tuple[str, Hashable]] = [(f"d{s + 1}", d) for s, d in enumerate(self.space.depths(arch))]
+        for s, blocks in enumerate(self.space.blocks(arch)):
+            for b, (kernel, expand) in enumerate(blocks):
+                out += [(f"k{s + 1}_{b + 1}", kernel), (f"e{s + 1}_{b + 1}", expand)]
+        return out
 
     # --- export ----------------------------------------------------------------------------------
     def export(self, arch: Arch, inherit: bool = True) -> MobileNetNetwork:

@@ -86,3 +86,40 @@ def test_engine_syncs_with_the_host_only_outside_the_step(tmp_path, item_calls):
     assert main(args) == 0
     steps = int(_rows(out)[0]["steps"])
     assert steps >= 70 and item_calls["n"] <= 4
+
+
+def test_strategies_see_the_clip_factor_that_torch_applied():
+    """`StepContext.clip_factor` is the factor clipping multiplied the gradients by: clipped = unclipped * factor,
+    factor = min(1, max_norm / (||unclipped|| + 1e-6)); 1.0 without clipping."""
+    import searchspaces
+    import strategies
+    import supernets
+    from nas import config as cfg
+    from nas import data
+    from nas.engine import Trainer
+    from nas.progress import Reporter
+
+    class Recording(strategies.UniformStrategy):
+        def after_backward(self, ctx):
+            self.factor = ctx.clip_factor
+            self.grads = [p.grad.clone() for p in self.supernet.parameters() if p.grad is not None]
+
+    one_batch = data.load("synthetic", synthetic_size=16, synthetic_classes=4, valid_fraction=0.0)
+    seen = {}
+    for clip in (0.0, 0.05):
+        config = cfg.resolve([], {"train.epochs": 1, "train.batch_size": 16, "train.grad_clip": clip, "seed": 0,
+                                  "supernet.C": 4, "supernet.N": 1})
+        space = searchspaces.get("nb201")
+        torch.manual_seed(0)
+        net = supernets.build(space, num_classes=4, in_channels=one_batch.in_channels, **config["supernet"])
+        strategy = Recording()
+        strategy.setup(net, space, seed=0, data=one_batch, epochs=1)
+        Trainer(config, net, strategy, one_batch.train, torch.device("cpu"), Reporter(quiet=True)).fit()
+        seen[clip] = strategy
+    plain, clipped = seen[0.0], seen[0.05]
+    assert plain.factor == 1.0 and isinstance(clipped.factor, torch.Tensor)
+    total = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in plain.grads]))
+    assert 0 < clipped.factor.item() < 1
+    assert math.isclose(clipped.factor.item(), min(1.0, 0.05 / (total.item() + 1e-6)), rel_tol=1e-5)
+    for a, b in zip(plain.grads, clipped.grads):
+        torch.testing.assert_close(b, a * clipped.factor)

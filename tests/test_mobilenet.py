@@ -207,3 +207,40 @@ def test_registry_keys_blocks_and_no_choice_owns_a_parameter(space, net):
     keys = {key.scope for key, _, _ in net.parameter_registry()}
     assert keys == {"stem", "stage_fixed", "block", "head"}
     assert all(not params for params in net.choice_parameters().values())
+
+
+def test_choice_slices_are_the_parts_of_the_shared_weights_each_candidate_runs(space, net):
+    """A kernel's slice is the centre of the depthwise kernel; an expand ratio's slices are exactly the tensors the
+    exported block of that ratio holds (export copies what the forward computes with); a depth's, the first d
+    blocks. Slices are views: reading a gradient through them copies nothing."""
+    slices = net.choice_slices()
+    assert set(slices) == {(d.label, c) for d in space.decisions for c in d.candidates}
+    block = net.stages[1][0]  # stage 2 has SE; its first block changes width
+    for kernel in (3, 5, 7):
+        [(weight, index)] = slices[("k2_1", kernel)]
+        assert weight is block.depthwise.weight
+        assert torch.equal(weight[index], centre_crop(weight, kernel))
+        assert weight[index]._base is weight  # a view
+    for expand in (3, 4, 6):
+        child = block.export(7, expand)
+        expected = [child.expand[0].weight, child.expand[1].weight, child.expand[1].bias, child.depthwise[0].weight,
+                    child.depthwise[1].weight, child.depthwise[1].bias, child.se.reduce.weight, child.se.reduce.bias,
+                    child.se.expand.weight, child.se.expand.bias, child.project[0].weight]
+        got = [p[index] for p, index in slices[("e2_1", expand)]]
+        assert len(got) == len(expected)
+        for part, copy in zip(got, expected):
+            assert torch.equal(part.reshape(copy.shape), copy)
+    stage = list(net.stages[2])
+    for depth in (2, 3, 4):
+        params = [p for p, index in slices[("d3", depth)]]
+        assert all(index == () for _, index in slices[("d3", depth)])
+        assert {id(p) for p in params} == {id(p) for b in stage[:depth] for p in b.parameters()}
+
+
+def test_active_choices_leave_out_the_placeholders_of_inactive_blocks(space, net):
+    arch = space.smallest()
+    active = dict(net.active_choices(arch))
+    assert all(active[f"d{s}"] == 2 for s in range(1, 6))
+    assert {label for label in active if label[0] in "ke"} == {f"{t}{s}_{b}" for t in "ke" for s in range(1, 6)
+                                                               for b in (1, 2)}
+    assert len(net.active_choices(space.largest())) == len(space.decisions)

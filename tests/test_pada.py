@@ -61,7 +61,7 @@ def test_reference_schedule_for_parameter_free_ops(bundle):
 
 
 def test_floor_keeps_parameter_free_ops_trained(bundle):
-    strategy, net, space = _pada(bundle, epochs=4)
+    strategy, net, space = _pada(bundle, epochs=4, param_free="floor")
     arch = space.make(["nor_conv_3x3"] * 6)
     for epoch in range(4):
         strategy.epoch_order(epoch, len(bundle.train))
@@ -213,3 +213,189 @@ def test_pada_bookkeeping_needs_no_host_sync_per_step(tmp_path, item_calls):
             "--out", str(tmp_path / "r")]
     assert main(args) == 0
     assert item_calls["n"] <= 8  # a few per epoch (epoch summary, q statistics), none per step (150 steps)
+
+
+# --- reference defaults, dead edges, gradients before clipping --------------------------------------------------
+
+def test_defaults_are_the_reference_rules():
+    opts = strategies.get("pada").opts
+    assert (opts["param_free"], opts["grad_read"], opts["granularity"], opts["unseen"], opts["norm"]) == \
+        ("zero", "after_clip", "op_type", "zero", "sum")
+    with pytest.raises(ValueError, match="accepted: after_clip, after_backward"):
+        strategies.get("pada", grad_read="before")
+
+
+def _backward(net, arch, seed=0):
+    torch.manual_seed(seed)
+    net.zero_grad(set_to_none=True)
+    net(torch.randn(4, 3, 8, 8), arch).square().mean().backward()
+
+
+def test_a_step_whose_conv_edges_are_all_dead_leaves_g_unchanged(bundle):
+    strategy, net, space = _pada(bundle)
+    strategy.epoch_order(0, len(bundle.train))
+    live = space.make(["nor_conv_3x3", "nor_conv_1x1", "nor_conv_3x3", "skip_connect", "nor_conv_1x1", "nor_conv_3x3"])
+    _backward(net, live)
+    strategy.after_backward(_ctx(strategy, live, bundle))
+    before = strategy.G.clone()
+    assert before[OPS.index("nor_conv_3x3")] > 0 and before[OPS.index("nor_conv_1x1")] > 0
+    # 1<-0 and 2<-0 are convs, but nodes 1 and 2 reach nothing (2<-1, 3<-1, 3<-2 are none): only the skip 3<-0
+    # feeds the output, so neither conv gets a gradient. The reference skips such ops; halving G would be wrong.
+    dead = space.make(["nor_conv_3x3", "nor_conv_1x1", "none", "skip_connect", "none", "none"])
+    _backward(net, dead)
+    strategy.after_backward(_ctx(strategy, dead, bundle))
+    assert torch.equal(strategy.G, before)
+    _set_grads(net, {"nor_conv_3x3": 0.0, "nor_conv_1x1": 0.0})  # the same with zero (not None) gradients
+    strategy.after_backward(_ctx(strategy, dead, bundle))
+    assert torch.equal(strategy.G, before)
+
+
+def _one_step_g(grad_clip: float, grad_read: str) -> torch.Tensor:
+    """G after one engine step (one batch of 16 synthetic samples) from the same seed, weights and path."""
+    from nas import config as cfg
+    from nas.engine import Trainer
+    from nas.progress import Reporter
+
+    one_batch = datasets.load("synthetic", synthetic_size=16, synthetic_classes=4, valid_fraction=0.0)
+    config = cfg.resolve([], {"strategy.name": "pada", "strategy.grad_read": grad_read, "train.epochs": 1,
+                              "train.batch_size": 16, "train.grad_clip": grad_clip, "seed": 3, "supernet.C": 4,
+                              "supernet.N": 1})
+    space = searchspaces.get("nb201")
+    torch.manual_seed(0)
+    net = supernets.build(space, num_classes=4, in_channels=one_batch.in_channels, **config["supernet"])
+    strategy = strategies.get("pada", grad_read=grad_read)
+    strategy.setup(net, space, seed=3, data=one_batch, epochs=1)
+    Trainer(config, net, strategy, one_batch.train, torch.device("cpu"), Reporter(quiet=True)).fit()
+    return strategy.G
+
+
+def test_after_backward_reads_the_norms_before_clipping():
+    unclipped = _one_step_g(0.0, "after_clip")
+    assert unclipped.sum() > 0  # the path has a live conv
+    torch.testing.assert_close(_one_step_g(0.0, "after_backward"), unclipped)  # factor 1 without clipping
+    torch.testing.assert_close(_one_step_g(1e-3, "after_backward"), unclipped, rtol=1e-5, atol=0)
+    clipped = _one_step_g(1e-3, "after_clip")
+    live = unclipped > 0
+    ratio = clipped[live] / unclipped[live]
+    assert ratio.max() < 0.1 and torch.allclose(ratio, ratio[0].expand_as(ratio))  # one clip factor for all
+
+
+# --- weight-entangled spaces: slices of shared tensors ----------------------------------------------------------
+
+def test_whole_parameter_spaces_give_their_registry_parameters_whole():
+    for name, opts in (("nb201", dict(C=4, N=1)), ("nasbench-macro", {})):
+        net = supernets.build(searchspaces.get(name), num_classes=4, **opts)
+        whole = {key: [(p, ()) for p in params] for key, params in net.choice_parameters().items()}
+        slices = net.choice_slices()
+        assert slices.keys() == whole.keys() and any(slices.values())
+        assert all([(id(p), i) for p, i in slices[k]] == [(id(p), i) for p, i in whole[k]] for k in whole)
+        assert supernets.choice_gradients(name)
+
+
+MOBILE_TASK = dict(num_classes=4, in_channels=3, width_mult=0.35, schedule="cifar")
+
+
+@pytest.fixture(scope="module")
+def mobile():
+    space = searchspaces.get("mobilenet")
+    torch.manual_seed(0)
+    return space, supernets.build(space, **MOBILE_TASK)
+
+
+def _mobile_pada(bundle, mobile):
+    space, net = mobile
+    strategy = strategies.get("pada")
+    strategy.setup(net, space, seed=0, data=bundle, epochs=2)
+    strategy.epoch_order(0, len(bundle.train))
+    return strategy
+
+
+def _row(strategy, values):
+    row = strategy.row_values.index(tuple(values))
+    return strategy.G.view(strategy.rows, strategy.width)[row, :len(values)]
+
+
+def test_mobilenet_importances_are_norms_of_each_candidates_slice(bundle, mobile):
+    from searchspaces.mobilenet import DEPTHS, EXPANDS, KERNELS, MobileNetLayout, make_divisible
+
+    space, net = mobile
+    strategy = _mobile_pada(bundle, mobile)
+    depths = (4, 3, 2, 4, 2)  # stages 2, 3 and 5 leave blocks inactive: their placeholder k3/e3 must not count
+    choices = {f"d{s + 1}": d for s, d in enumerate(depths)}
+    for s in range(5):
+        for b in range(4):
+            choices[f"k{s + 1}_{b + 1}"] = KERNELS[(s + b) % 3]
+            choices[f"e{s + 1}_{b + 1}"] = EXPANDS[(s + 2 * b) % 3]
+    arch = space.make(choices)
+    for p in net.parameters():  # gradient 1 everywhere, inactive blocks included: a norm is sqrt(#elements)
+        p.grad = torch.ones_like(p)
+    strategy.after_backward(_ctx(strategy, arch, bundle))
+
+    # Expected norms from the layout alone (not from the supernet's slicing code).
+    layout = MobileNetLayout(MOBILE_TASK["num_classes"], 3, 32, MOBILE_TASK["width_mult"], "cifar")
+    stages = layout.stages()
+    kernel_norms: dict[int, list[float]] = {k: [] for k in KERNELS}
+    expand_norms: dict[int, list[float]] = {e: [] for e in EXPANDS}
+    depth_norms: dict[int, list[float]] = {d: [] for d in DEPTHS}
+    for s, stage in enumerate(stages):
+        for b in range(depths[s]):
+            c_in = (stages[s - 1].width if s else layout.first_block_width) if b == 0 else stage.width
+            full = layout.hidden(c_in, max(EXPANDS))
+            k, e = choices[f"k{s + 1}_{b + 1}"], choices[f"e{s + 1}_{b + 1}"]
+            kernel_norms[k].append(float(np.sqrt(full * k * k)))  # all channels x the centre k x k taps
+            h = layout.hidden(c_in, e)
+            sizes = [h * c_in, h, h, h * 49, h, h, stage.width * h]  # expand conv + BN, depthwise + BN, project
+            if stage.se:
+                q = make_divisible(h // 4, 8)
+                sizes += [q * h, q, h * q, h]
+            expand_norms[e].append(float(sum(np.sqrt(sizes))))
+        depth_norms[depths[s]].append(sum(float(p.numel()) ** 0.5 for block in net.stages[s][:depths[s]]
+                                          for p in block.parameters()))
+    for values, norms in ((KERNELS, kernel_norms), (EXPANDS, expand_norms), (DEPTHS, depth_norms)):
+        expected = torch.tensor([0.5 * np.mean(norms[v]) if norms[v] else 0.0 for v in values], dtype=torch.float32)
+        torch.testing.assert_close(_row(strategy, values), expected, rtol=1e-5, atol=0)
+    kernels = _row(strategy, KERNELS)
+    assert kernels[0] < kernels[1] < kernels[2]  # candidates differ: a larger kernel's slice holds more taps
+    assert len(set(_row(strategy, EXPANDS).tolist())) == 3
+
+
+def test_pada_on_mobilenet_learns_non_uniform_kernel_and_expand_distributions(bundle, mobile):
+    space, net = mobile
+    strategy = _mobile_pada(bundle, mobile)
+    for step in range(3):
+        arch = strategy.sample()
+        net.zero_grad(set_to_none=True)
+        torch.manual_seed(step)
+        torch.nn.functional.cross_entropy(net(torch.randn(4, 3, 8, 8), arch), torch.arange(4)).backward()
+        strategy.after_backward(_ctx(strategy, arch, bundle))
+    net.zero_grad(set_to_none=True)
+    stats = strategy.on_epoch_end(1)  # tau = 1/2
+    kernel_row = strategy.row_values.index((3, 5, 7))
+    expand_row = strategy.row_values.index((3, 4, 6))
+    for row in (kernel_row, expand_row):
+        p = strategy.p_host[row, :3]
+        assert p.sum() == pytest.approx(1.0) and p.max() - p.min() > 1e-3  # no longer uniform path sampling
+        assert p.min() >= 0.5 / 3 - 1e-9  # tau = 1/2: at least half of uniform
+    assert f"p{kernel_row}_7" in stats
+
+
+def test_a_space_without_per_candidate_gradients_is_refused_before_anything_runs(bundle, monkeypatch, capsys):
+    from nas import config as cfg
+    from nas.errors import UserError
+
+    monkeypatch.setattr(supernets.MobileNetSupernet, "choice_gradients", False)
+    with pytest.raises(UserError, match="per-candidate gradient norms") as info:
+        cfg.resolve([], {"space.name": "mobilenet", "strategy.name": "pada"})
+    assert "\n" not in str(info.value) and "sample_paths=false" in str(info.value)
+    cfg.resolve([], {"space.name": "mobilenet", "strategy.name": "pada", "strategy.sample_paths": False})
+    assert main(["search", "--space", "mobilenet", "--strategy", "pada", "--quiet"]) == 2
+    assert "per-candidate gradient norms" in capsys.readouterr().err
+
+    class _Anonymous(torch.nn.Module):  # a model naming nothing per candidate is refused in setup too
+        def choice_slices(self):
+            return {}
+
+    model = _Anonymous()
+    model.w = torch.nn.Parameter(torch.ones(1))
+    with pytest.raises(ValueError, match="per-candidate gradient norms"):
+        strategies.get("pada").setup(model, searchspaces.get("nb201"), seed=0, data=bundle)
