@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -127,7 +128,16 @@ def _build_parser() -> argparse.ArgumentParser:
     build.add_argument("--archs", default="100", metavar="N|all", help="archs to train (default 100)")
     build.add_argument("--epochs", type=int, default=20, help="training epochs per arch (default 20)")
     build.add_argument("--out", required=True, help="benchmark directory")
-    build.add_argument("--seed", type=int, default=0, help="seed of the arch sample and of every training run")
+    build.add_argument("--seed", type=int, default=0, help="seed of the arch sample (its order) and, without --seeds, "
+                                                           "of every training run")
+    build.add_argument("--unique", action="store_true",
+                       help="train one arch per class of identical networks (NB201: isomorphic cells, dead edges; "
+                            "--archs then counts classes) and give every member of a class its accuracies")
+    build.add_argument("--seeds", metavar="S0,S1,...",
+                       help="training seeds (default: --seed); the first --multi-seed-archs archs get all of them")
+    build.add_argument("--multi-seed-archs", type=int, metavar="K",
+                       help="with --seeds: train only the first K planned archs with every seed, the rest with "
+                            "the first (default: all), e.g. for a noise ceiling")
     build.add_argument("--data-dir", help="folder holding dataset files")
     build.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
     build.add_argument("--workers", type=int, help="parallel training processes (default 1; with --tune: the most "
@@ -142,6 +152,13 @@ def _build_parser() -> argparse.ArgumentParser:
     build.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides",
                        help="training setting, e.g. --set lr=0.05 --set C=8 (see nas.standalone.StandaloneSettings)")
     build.add_argument("--quiet", action="store_true", help="no console output")
+
+    pack = bench_sub.add_parser("pack", help="write a finished build's table compressed, ready to ship",
+                                description="Write the table of a finished nas bench build as table.csv.gz + "
+                                            "meta.json in another folder (how nasbench/tables/nb201-digits is made).")
+    pack.add_argument("build_dir", metavar="BUILD_DIR", help="a directory written by nas bench build")
+    pack.add_argument("--out", required=True, help="folder to write (e.g. nasbench/tables/nb201-digits)")
+    pack.add_argument("--name", help="benchmark name (default: the folder name of --out)")
 
     sub.add_parser("list", help="list spaces, strategies, datasets, searchers and config presets")
 
@@ -270,7 +287,15 @@ def _cmd_rank(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_bench_build(args: argparse.Namespace) -> int:
+def _seeds(text: str) -> tuple[int, ...]:
+    """`--seeds 0,1`: distinct non-negative integers, in the given order."""
+    parts = [p.strip() for p in text.split(",")]
+    if not all(p.isdigit() for p in parts) or len(set(parts)) != len(parts):
+        raise UserError(f"--seeds takes distinct whole numbers >= 0 separated by commas, e.g. 0,1; got {text!r}")
+    return tuple(int(p) for p in parts)
+
+
+def _cmd_bench_build(args: argparse.Namespace, argv: Sequence[str]) -> int:
     import dataclasses
 
     import searchspaces
@@ -317,6 +342,14 @@ def _cmd_bench_build(args: argparse.Namespace) -> int:
                 raise UserError(f"--set {key}={value!r} is not valid; accepted: a {type(default).__name__}")
             values[key] = value
     settings = StandaloneSettings(**values)
+    if args.unique and not searchspaces.get(args.space).has_equivalences:
+        raise UserError(f"--unique needs a space whose identical networks are known (nb201); {args.space!r} has "
+                        "one network per arch")
+    request = benchbuild.BuildRequest(archs=_count(args.archs, "--archs"), unique=args.unique,
+                                      seeds=_seeds(args.seeds) if args.seeds else None,
+                                      multi_seed_archs=args.multi_seed_archs, command=shlex.join(["nas", *argv]))
+    if args.multi_seed_archs is not None and (args.multi_seed_archs < 2 or not args.seeds):
+        raise UserError("--multi-seed-archs takes a number >= 2 and needs --seeds with at least two seeds")
     out = Path(args.out)
     reporter = Reporter(None, quiet=args.quiet)
     try:
@@ -499,8 +532,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _cmd_rank(args)
         if args.command == "tune":
             return _cmd_tune(args)
+        if args.command == "study":
+            return _cmd_study(args, argv)
         if args.command == "bench" and args.bench_command == "build":
-            return _cmd_bench_build(args)
+            return _cmd_bench_build(args, argv)
+        if args.command == "bench" and args.bench_command == "pack":
+            from . import benchbuild
+
+            path = benchbuild.pack(Path(args.build_dir), Path(args.out), args.name)
+            print(f"wrote {path}")
+            return 0
         if args.command == "list":
             return _cmd_list(args)
         if args.command == "arch" and args.arch_command == "info":

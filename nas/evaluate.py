@@ -13,6 +13,7 @@ import contextlib
 from collections.abc import Iterator
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 import supernets
@@ -40,12 +41,25 @@ def _preserved_bn_stats(net: nn.Module) -> Iterator[None]:
 @torch.no_grad()
 def accuracy(model: nn.Module, split, batch_size: int, device: torch.device, amp: bool = False) -> float:
     """Top-1 accuracy (%) of a standalone model in eval mode on a device-resident split."""
+    return accuracy_and_loss(model, split, batch_size, device, amp)[0]
+
+
+@torch.no_grad()
+def accuracy_and_loss(model: nn.Module, split, batch_size: int, device: torch.device,
+                      amp: bool = False) -> tuple[float, float]:
+    """Top-1 accuracy (%) and mean cross-entropy of a standalone model in eval mode on a device-resident split.
+
+    The loss separates models that classify the same images correctly (accuracy on a few hundred images ties
+    often); one host sync at the end."""
     model.eval()
     correct = torch.zeros((), dtype=torch.long, device=device)
+    loss = torch.zeros((), dtype=torch.float64, device=device)
     for batch in split.batches(batch_size, augment=False):
         with autocast(device, amp):
-            correct += (model(batch.x).argmax(1) == batch.y).sum()
-    return 100.0 * correct.item() / len(split)
+            logits = model(batch.x)
+        correct += (logits.argmax(1) == batch.y).sum()
+        loss += F.cross_entropy(logits.float(), batch.y, reduction="sum").double()
+    return 100.0 * correct.item() / len(split), loss.item() / len(split)
 
 
 class ArchEvaluator:

@@ -19,7 +19,7 @@ import supernets
 
 from . import data as datasets
 from .engine import Schedule
-from .evaluate import accuracy
+from .evaluate import accuracy_and_loss
 from .runtime import derive_seed, epoch_generator, select_device
 from .supervised import train_epoch
 
@@ -100,10 +100,16 @@ def train_arch(arch_str: str, settings: StandaloneSettings | dict[str, Any]) -> 
         generator = epoch_generator(derive_seed(s.seed, STREAM_STANDALONE), epoch)
         final_loss, _ = train_epoch(model, bundle.train, optimizer, scaler, batch_size=s.batch_size,
                                     generator=generator, device=device, amp=s.amp, grad_clip=s.grad_clip)
+    test_acc, test_loss = accuracy_and_loss(model, bundle.test, s.eval_batch_size, device, s.amp)
+    valid_acc, valid_loss = (accuracy_and_loss(model, bundle.valid, s.eval_batch_size, device, s.amp)
+                             if bundle.valid else (None, None))
     return {
         "arch": arch.to_string(),
-        "test_acc": accuracy(model, bundle.test, s.eval_batch_size, device, s.amp),
-        "valid_acc": accuracy(model, bundle.valid, s.eval_batch_size, device, s.amp) if bundle.valid else None,
+        "seed": s.seed,
+        "test_acc": test_acc,
+        "valid_acc": valid_acc,
+        "test_loss": test_loss,
+        "valid_loss": valid_loss,
         "params": space.params(arch, **task),
         "flops": space.flops(arch, **task),
         "final_train_loss": final_loss,

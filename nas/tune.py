@@ -500,15 +500,18 @@ def _plot(path: Path, sweep: Sweep, grid, rows: list[dict[str, Any]], labels: di
 
 # --- nas bench build --tune ------------------------------------------------------------------------------
 def bench_trial(params: dict[str, Any], settings: dict[str, Any], threads: int) -> None:
-    """One arch of `nas bench build --tune`: train it stand-alone and report the result (one report)."""
+    """One (arch, training seed) job of `nas bench build --tune`: train it stand-alone and report the result (one
+    report)."""
     import torch
 
     from .standalone import train_arch
 
+    job = params["job"]
+    settings = {**settings, "seed": job["seed"]}
     if settings["device"] == "auto":  # the GPUs Ray gave this trial, not every GPU of the node
         settings = {**settings, "device": "cuda" if ray.get_gpu_ids() else "cpu"}
     torch.set_num_threads(threads)
-    result = train_arch(params["arch"], settings)
+    result = train_arch(job["arch"], settings)
     tune.report({"record": json.dumps(result), "test_acc": result["test_acc"], "seconds": result["seconds"]})
 
 
@@ -527,7 +530,8 @@ class BenchRecorder(_CallbackBase):
             self.record(json.loads(result["record"]))
 
     def on_trial_recover(self, iteration: int, trials: list, trial, **info: Any) -> None:
-        _say(f"arch {trial.config.get('arch')} failed ({_error_line(trial)}); Tune retries it")
+        job = trial.config.get("job") or {}
+        _say(f"arch {job.get('arch')} (seed {job.get('seed')}) failed ({_error_line(trial)}); Tune retries it")
 
 
 def _fresh_name(storage: Path, base: str) -> str:
@@ -538,10 +542,11 @@ def _fresh_name(storage: Path, base: str) -> str:
     return name
 
 
-def train_archs(archs: list[str], settings: dict[str, Any], record: Callable[[dict[str, Any]], None], storage: Path,
-                address: str | None = None, cpus: float = 1.0, gpus: float = 0.0, max_concurrent: int | None = None,
-                max_failures: int = 2, reporter: Reporter | None = None) -> None:
-    """Train `archs` as Tune trials (one arch each) and `record` each result on the driver as it arrives.
+def train_archs(jobs: list[tuple[str, int]], settings: dict[str, Any], record: Callable[[dict[str, Any]], None],
+                storage: Path, address: str | None = None, cpus: float = 1.0, gpus: float = 0.0,
+                max_concurrent: int | None = None, max_failures: int = 2, reporter: Reporter | None = None) -> None:
+    """Train `jobs` (arch, training seed) as Tune trials (one job each) and `record` each result on the driver as it
+    arrives.
 
     Raises KeyboardInterrupt when the run was interrupted and a `UserError` naming the first failure when an
     arch failed after `max_failures` retries; archs recorded so far are kept either way."""
@@ -554,7 +559,7 @@ def train_archs(archs: list[str], settings: dict[str, Any], record: Callable[[di
         trainable = tune.with_resources(
             tune.with_parameters(bench_trial, settings=settings, threads=max(1, int(cpus))), request)
         tuner = tune.Tuner(
-            trainable, param_space={"arch": tune.grid_search(list(archs))},
+            trainable, param_space={"job": tune.grid_search([{"arch": a, "seed": seed} for a, seed in jobs])},
             tune_config=tune.TuneConfig(max_concurrent_trials=max_concurrent, trial_dirname_creator=_trial_dirname),
             run_config=tune.RunConfig(name=_fresh_name(storage, time.strftime("build-%Y%m%d-%H%M%S")),
                                       storage_path=str(storage.resolve()), verbose=0,
@@ -568,7 +573,7 @@ def train_archs(archs: list[str], settings: dict[str, Any], record: Callable[[di
             _console = None
     errors = [r for r in grid if r.error is not None]
     if errors:
-        raise UserError(f"{len(errors)} of {len(archs)} archs failed after {max_failures} retries (first: "
+        raise UserError(f"{len(errors)} of {len(jobs)} archs failed after {max_failures} retries (first: "
                         f"{_last_line(errors[0].error)}); rerun the same command to retry them")
-    if sum("record" in (r.metrics or {}) for r in grid) < len(archs):
+    if sum("record" in (r.metrics or {}) for r in grid) < len(jobs):
         raise KeyboardInterrupt  # Tune stopped on Ctrl-C; the archs recorded so far are kept

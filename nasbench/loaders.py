@@ -1,7 +1,9 @@
 """The benchmark registry: names, `load`, and a per-process cache of loaded tables.
 
 `load("nb201")` finds the source file (see `locate.py`), converts it once per process and caches the table;
-`load(directory)` reads a table in the compact format. Tables are immutable, so sharing a cached one is safe.
+`load("nb201-digits")` reads a table shipped inside this package (`nasbench/tables/`), so it works offline on
+every install; `load(directory)` reads a table in the compact format. Tables are immutable, so sharing a
+cached one is safe.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from pathlib import Path
 from . import macro, nb201, nb301
 from .errors import BenchmarkError
 from .locate import locate
-from .table import META_FILE, TABLE_FILE, Benchmark, is_table_dir, read_table
+from .table import META_FILE, TABLE_FILE, Benchmark, is_table_dir, read_table, table_file
 
 # name -> (source file relative to the shared data directory, converter of that file)
 _SOURCES: dict[str, tuple[str, Callable[[Path], Benchmark]]] = {
@@ -21,18 +23,30 @@ _SOURCES: dict[str, tuple[str, Callable[[Path], Benchmark]]] = {
     macro.NAME: (macro.SOURCE, macro.from_file),
     nb301.NAME: (nb301.SOURCE, nb301.from_file),
 }
+# Tables in the compact format that ship with the package: name -> (directory, description).
+PACKAGED_DIR = Path(__file__).resolve().parent / "tables"
+_PACKAGED: dict[str, str] = {
+    "nb201-digits": "NAS-Bench-201 cells trained stand-alone on the embedded digits (one network per isomorphism "
+                    "class, two seeds for a subset: the CPU testbed's ground truth and noise ceiling)",
+}
 DESCRIPTIONS: dict[str, str] = {
     nb201.NAME: nb201.DESCRIPTION,
     macro.NAME: macro.DESCRIPTION,
     nb301.NAME: nb301.DESCRIPTION,
+    **_PACKAGED,
 }
 
 _CACHE: dict[tuple, Benchmark] = {}
 
 
 def names() -> tuple[str, ...]:
-    """Registered benchmark names."""
-    return tuple(_SOURCES)
+    """Registered benchmark names: converted shared-data sources, then tables shipped with the package."""
+    return (*_SOURCES, *_PACKAGED)
+
+
+def packaged_dir(name: str) -> Path:
+    """The directory of a table shipped with the package (`nasbench/tables/<name>`)."""
+    return PACKAGED_DIR / name
 
 
 def load(name_or_dir: str | os.PathLike, path: str | os.PathLike | None = None) -> Benchmark:
@@ -44,19 +58,29 @@ def load(name_or_dir: str | os.PathLike, path: str | os.PathLike | None = None) 
     """
     name = os.fspath(name_or_dir) if isinstance(name_or_dir, (str, os.PathLike)) else None
     # A str is a registered name first (case-insensitive); a Path always means a directory.
-    registered = {n.lower(): n for n in _SOURCES}.get(name.lower()) if isinstance(name_or_dir, str) else None
+    registered = {n.lower(): n for n in names()}.get(name.lower()) if isinstance(name_or_dir, str) else None
+    if registered in _PACKAGED and path is None:
+        directory = packaged_dir(registered)
+        if not is_table_dir(directory):
+            raise BenchmarkError(f"the packaged benchmark {registered} is missing from {directory}; reinstall supernas")
+        return _cached(("dir", *_stamp(table_file(directory), directory / META_FILE)), lambda: read_table(directory))
+    if registered in _PACKAGED:  # an explicit path: a copy of the table elsewhere
+        if not is_table_dir(path):
+            raise BenchmarkError(f"{path} holds no benchmark table ({TABLE_FILE} and {META_FILE}) for {registered}")
+        return _cached(("dir", *_stamp(table_file(path), Path(path) / META_FILE)), lambda: read_table(path))
     if registered is not None:
         if path is not None and is_table_dir(path):
-            return _cached(("dir", *_stamp(Path(path) / TABLE_FILE, Path(path) / META_FILE)),
+            return _cached(("dir", *_stamp(table_file(path), Path(path) / META_FILE)),
                            lambda: read_table(path))
         relative, convert = _SOURCES[registered]
         file = locate(relative, path)
         return _cached((registered, *_stamp(file)), lambda: convert(file))
     if name is not None and Path(name).is_dir():
         directory = Path(name)
-        return _cached(("dir", *_stamp(directory / TABLE_FILE, directory / META_FILE)), lambda: read_table(directory))
+        return _cached(("dir", *_stamp(table_file(directory) or directory / TABLE_FILE, directory / META_FILE)),
+                       lambda: read_table(directory))
     raise BenchmarkError(
-        f"unknown benchmark {name_or_dir!r}; accepted: {', '.join(_SOURCES)}, or a directory holding {TABLE_FILE} "
+        f"unknown benchmark {name_or_dir!r}; accepted: {', '.join(names())}, or a directory holding {TABLE_FILE} "
         f"and {META_FILE}"
     )
 

@@ -6,8 +6,9 @@ so `nas rank` and the notebooks never care where the numbers came from.
 
 On disk a table is a directory with two files, written together and atomically (temp directory + rename):
 
-- `table.csv`: first column `arch`, then one column per `dataset:metric`; numbers as plain floats (Python's
-  shortest round-trip repr), an empty cell where the value is missing.
+- `table.csv` (or `table.csv.gz`, the same text gzip-compressed, for tables shipped inside the package): first
+  column `arch`, then one column per `dataset:metric`; numbers as plain floats (Python's shortest round-trip
+  repr), an empty cell where the value is missing.
 - `meta.json`: `format` (1), `name`, `space`, `description`, `source`, `n_archs`, `datasets`, `metrics` (per
   dataset), `units` (per metric: params = parameter count, flops = multiply-adds per image, accuracies in %),
   plus whatever else the writer records (epochs, seeds, notes).
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import copy
 import csv
+import gzip
 import io
 import json
 import math
@@ -35,6 +37,7 @@ from .keys import key_function
 
 FORMAT = 1
 TABLE_FILE = "table.csv"
+COMPRESSED_TABLE_FILE = "table.csv.gz"
 META_FILE = "meta.json"
 ARCH_COLUMN = "arch"
 
@@ -44,6 +47,8 @@ DEFAULT_UNITS: dict[str, str] = {
     "test_acc_v1": "% top-1",
     "valid_acc_naslib_1seed": "% top-1",
     "test_acc_std": "% top-1, standard deviation over seeds",
+    "test_loss": "mean cross-entropy (nats)",
+    "valid_loss": "mean cross-entropy (nats)",
     "params": "parameter count",
     "flops": "multiply-adds per image",
 }
@@ -246,9 +251,17 @@ class Benchmark:
         row = int(np.nanargmax(column))
         return self._archs[row], float(column[row])
 
-    def save(self, directory: str | os.PathLike) -> Path:
-        """Write the compact format (`table.csv`, `meta.json`) to `directory` atomically; returns the directory."""
-        return _write_directory(Path(directory), self._csv_text(), _meta_text(self._meta, self.name))
+    def save(self, directory: str | os.PathLike, compress: bool = False) -> Path:
+        """Write the compact format (`table.csv`, `meta.json`) to `directory` atomically; returns the directory.
+
+        `compress` writes `table.csv.gz` instead (byte-for-byte reproducible: no timestamp in the gzip header), the
+        form of tables shipped inside the package; the other variant, if present, is removed."""
+        text = self._csv_text().encode("utf-8")
+        table = (COMPRESSED_TABLE_FILE, gzip.compress(text, compresslevel=9, mtime=0)) if compress else \
+            (TABLE_FILE, text)
+        stale = TABLE_FILE if compress else COMPRESSED_TABLE_FILE
+        return _write_directory(Path(directory), [table, (META_FILE, _meta_text(self._meta, self.name).encode())],
+                                stale=stale)
 
     # --- internals -------------------------------------------------------------------------------
     def _dataset(self, dataset: str) -> str:
@@ -300,11 +313,16 @@ def read_table(directory: str | os.PathLike) -> Benchmark:
     """Load a table written by `write_table` / `Benchmark.save`; any malformation raises BenchmarkError."""
     directory = Path(directory)
     meta = _read_meta(directory / META_FILE)
-    table_path = directory / TABLE_FILE
-    if not table_path.is_file():
-        raise BenchmarkError(f"{table_path} is missing; a benchmark directory holds {TABLE_FILE} and {META_FILE}")
-    with open(table_path, newline="", encoding="utf-8") as fh:
-        rows = list(csv.reader(fh))
+    table_path = table_file(directory)
+    if table_path is None:
+        raise BenchmarkError(f"{directory / TABLE_FILE} is missing; a benchmark directory holds {TABLE_FILE} (or "
+                             f"{COMPRESSED_TABLE_FILE}) and {META_FILE}")
+    try:
+        opener = gzip.open if table_path.name == COMPRESSED_TABLE_FILE else open
+        with opener(table_path, "rt", newline="", encoding="utf-8") as fh:
+            rows = list(csv.reader(fh))
+    except (OSError, EOFError, UnicodeDecodeError) as exc:
+        raise BenchmarkError(f"{table_path} cannot be read ({exc})") from None
     if not rows or not rows[0] or rows[0][0] != ARCH_COLUMN:
         raise BenchmarkError(f"{table_path} must start with a header whose first column is {ARCH_COLUMN!r}")
     header = rows[0]
@@ -342,9 +360,18 @@ def read_table(directory: str | os.PathLike) -> Benchmark:
 
 
 def is_table_dir(path: str | os.PathLike) -> bool:
-    """Whether `path` is a directory in the compact format (holds `meta.json` and `table.csv`)."""
+    """Whether `path` is a directory in the compact format (holds `meta.json` and `table.csv` or `table.csv.gz`)."""
     path = Path(path)
-    return (path / META_FILE).is_file() and (path / TABLE_FILE).is_file()
+    return (path / META_FILE).is_file() and table_file(path) is not None
+
+
+def table_file(directory: str | os.PathLike) -> Path | None:
+    """The table file of a benchmark directory: `table.csv`, else `table.csv.gz`, else None."""
+    for name in (TABLE_FILE, COMPRESSED_TABLE_FILE):
+        candidate = Path(directory) / name
+        if candidate.is_file():
+            return candidate
+    return None
 
 
 def _is_float(text: str) -> bool:
@@ -357,7 +384,8 @@ def _is_float(text: str) -> bool:
 
 def _read_meta(path: Path) -> dict[str, Any]:
     if not path.is_file():
-        raise BenchmarkError(f"{path} is missing; a benchmark directory holds {TABLE_FILE} and {META_FILE}")
+        raise BenchmarkError(f"{path} is missing; a benchmark directory holds {TABLE_FILE} (or "
+                             f"{COMPRESSED_TABLE_FILE}) and {META_FILE}")
     try:
         meta = json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
@@ -391,8 +419,9 @@ def _meta_text(meta: Mapping[str, Any], name: str) -> str:
         raise BenchmarkError(f"meta of benchmark {name} cannot be written as JSON ({exc})") from None
 
 
-def _write_directory(directory: Path, table_text: str, meta_text: str) -> Path:
-    """Write `table.csv` and `meta.json` so that a failure changes nothing and leaves no temp files.
+def _write_directory(directory: Path, files: Sequence[tuple[str, bytes]], stale: str | None = None) -> Path:
+    """Write the table and `meta.json` (`files`: name -> bytes) so that a failure changes nothing and leaves no
+    temp files; `stale` names a file removed once the new ones are in place (the other table variant).
 
     A new directory is assembled under a temp name beside it and renamed into place (fully atomic). An existing
     directory keeps everything else it holds (e.g. the per-arch results of `nas bench build`): both files are
@@ -400,16 +429,17 @@ def _write_directory(directory: Path, table_text: str, meta_text: str) -> Path:
     """
     if directory.exists() and not directory.is_dir():
         raise BenchmarkError(f"{directory} exists and is not a directory; save the benchmark table into a directory")
-    files = ((TABLE_FILE, table_text), (META_FILE, meta_text))
     if directory.is_dir():
         staged: list[tuple[Path, Path]] = []
         try:
-            for file_name, text in files:
+            for file_name, data in files:
                 fd, tmp = tempfile.mkstemp(prefix=f".{file_name}.", suffix=".tmp", dir=directory)
                 staged.append((Path(tmp), directory / file_name))
-                _write_synced(os.fdopen(fd, "w", encoding="utf-8", newline=""), text)
+                _write_synced(os.fdopen(fd, "wb"), data)
             for tmp, final in staged:
                 os.replace(tmp, final)
+            if stale is not None:
+                (directory / stale).unlink(missing_ok=True)
         finally:
             for tmp, _ in staged:
                 tmp.unlink(missing_ok=True)
@@ -417,8 +447,8 @@ def _write_directory(directory: Path, table_text: str, meta_text: str) -> Path:
     directory.parent.mkdir(parents=True, exist_ok=True)
     tmp_dir = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", suffix=".tmp", dir=directory.parent))
     try:
-        for file_name, text in files:
-            _write_synced(open(tmp_dir / file_name, "w", encoding="utf-8", newline=""), text)
+        for file_name, data in files:
+            _write_synced(open(tmp_dir / file_name, "wb"), data)
         os.replace(tmp_dir, directory)
     except BaseException:
         shutil.rmtree(tmp_dir, ignore_errors=True)
@@ -426,8 +456,8 @@ def _write_directory(directory: Path, table_text: str, meta_text: str) -> Path:
     return directory
 
 
-def _write_synced(handle: Any, text: str) -> None:
+def _write_synced(handle: Any, data: bytes) -> None:
     with handle as fh:
-        fh.write(text)
+        fh.write(data)
         fh.flush()
         os.fsync(fh.fileno())

@@ -57,7 +57,7 @@ def one_line_error(excinfo: pytest.ExceptionInfo, *fragments: str) -> None:
 
 # --- registry and locating the data ---------------------------------------------------------------------
 def test_registered_names():
-    assert nasbench.names() == ("nb201", "nasbench-macro", "nb301-subset")
+    assert nasbench.names() == ("nb201", "nasbench-macro", "nb301-subset", "nb201-digits")
 
 
 def test_nasbench_imports_no_torch_and_no_higher_package():
