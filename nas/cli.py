@@ -99,6 +99,8 @@ def _build_parser() -> argparse.ArgumentParser:
     rank.add_argument("--bn-mode", help="batch, running or recalibrate (default: the run's eval.bn_mode)")
     rank.add_argument("--split", default="test", help="split of the run's data that scores archs (default test)")
     rank.add_argument("--eval-batch-size", type=int, help="evaluation batch size (default: the run's)")
+    rank.add_argument("--dedup", action="store_true",
+                      help="score one arch per class of identical networks (nb201: isomorphic cells, dead edges)")
     rank.add_argument("--seed", type=int, default=0, help="seed of the arch sample and the bootstrap")
     rank.add_argument("--bootstrap", type=int, default=1000, metavar="B", help="bootstrap resamples (default 1000)")
     rank.add_argument("--out", help="where to write the files (default: RUN_DIR)")
@@ -282,7 +284,7 @@ def _cmd_rank(args: argparse.Namespace) -> int:
         Path(args.run_dir), args.benchmark, dataset=args.dataset, archs=_count(args.archs, "--archs"),
         bn_mode=args.bn_mode, split=args.split, metric=args.metric, seed=args.seed,
         eval_batch_size=args.eval_batch_size, out=Path(args.out) if args.out else None, n_boot=args.bootstrap,
-        quiet=args.quiet,
+        quiet=args.quiet, dedup=args.dedup,
     )
     return 0
 

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 import nasbench
+import searchspaces
 
 from . import checkpoint, plots, rundir
 from .errors import UserError
@@ -33,9 +34,25 @@ def load_benchmark(name_or_dir: str) -> nasbench.Benchmark:
         raise UserError(str(exc)) from None
 
 
-def choose_archs(bench: nasbench.Benchmark, count: int | None, seed: int) -> list[str]:
-    """A seeded sample of `count` benchmark archs (all when None), in table order."""
-    archs = list(bench.archs)
+def distinct_networks(space_name: str, archs: list[str]) -> list[str]:
+    """One arch per class of identical networks (`space.canonical`): the class representative where the list
+    holds it, else the class's first arch in list order; list order is kept. Spaces without equivalences: all."""
+    space = searchspaces.get(space_name)
+    if not space.has_equivalences:
+        return list(archs)
+    chosen: dict[str, str] = {}
+    for arch in archs:
+        rep = space.canonical(space.parse(arch)).to_string()
+        if rep not in chosen or arch == rep:
+            chosen[rep] = arch
+    keep = set(chosen.values())
+    return [a for a in archs if a in keep]
+
+
+def choose_archs(bench: nasbench.Benchmark, count: int | None, seed: int, dedup: bool = False) -> list[str]:
+    """A seeded sample of `count` benchmark archs (all when None), in table order; with `dedup`, drawn from one
+    arch per class of identical networks (ALGORITHMS.md §0.1 `eval.dedup`)."""
+    archs = distinct_networks(bench.space, list(bench.archs)) if dedup else list(bench.archs)
     if count is None or count >= len(archs):
         return archs
     rng = np.random.default_rng(derive_seed(seed, STREAM_RANK))
@@ -62,7 +79,7 @@ def _truth_metric(bench: nasbench.Benchmark, dataset: str, requested: str) -> st
 def rank_run(run_path: Path, benchmark: str, dataset: str | None = None, archs: int | None = 500,
              bn_mode: str | None = None, split: str = "test", metric: str = "test_acc", seed: int = 0,
              eval_batch_size: int | None = None, out: Path | None = None, n_boot: int = 1000,
-             quiet: bool = False) -> dict[str, Any]:
+             quiet: bool = False, dedup: bool = False) -> dict[str, Any]:
     """Score benchmark archs with the run's last checkpoint and write the ranking files. Returns ranking.json."""
     from .pipeline import build_components, make_evaluator  # torch-heavy; imported when used
 
@@ -92,7 +109,7 @@ def rank_run(run_path: Path, benchmark: str, dataset: str | None = None, archs: 
             evaluator = make_evaluator(config, net, bundle, split)
         except ValueError as exc:
             raise UserError(str(exc)) from None
-        chosen = choose_archs(bench, archs, seed)
+        chosen = choose_archs(bench, archs, seed, dedup)
         truth = bench.query_many(chosen, dataset, metric)
         reporter.info(f"ranking {len(chosen)} {bench.name} archs: supernet {split} accuracy "
                       f"(BN {evaluator.bn_mode}, eval batch {evaluator.batch_size}) vs {dataset} {metric}")
@@ -119,6 +136,7 @@ def rank_run(run_path: Path, benchmark: str, dataset: str | None = None, archs: 
             **evaluator.description,
             "num_archs": len(chosen),
             "arch_sample": "all" if archs is None or archs >= len(bench.archs) else archs,
+            "dedup": dedup,
             "seed": seed,
             "seconds": round(seconds, 2),
             "archs_per_second": round(len(chosen) / max(seconds, 1e-9), 2),
