@@ -276,6 +276,7 @@ SCHEMA: dict[str, Check] = {
     "eval.calib_batches": _int(1),
     "eval.calib_batch_size": _int(2),
     "eval.monitor_archs": _int(0),
+    "eval.sample_check": _int(0),
     "rank.every": _int(0),
     "rank.benchmark": _path(),
     "rank.dataset": _path(),

@@ -25,6 +25,7 @@ from .progress import Reporter
 from .runtime import STREAM_CALIB, STREAM_MONITOR, STREAM_SEARCH, derive_seed, seed_everything, select_device
 
 STREAM_FLOPS_REFERENCE = 21  # the uniform reference sample of the sampled-FLOPs histogram
+STREAM_SAMPLE_CHECK = 22  # the uniformly sampled archs of the post-training check (eval.sample_check)
 REFERENCE_MAX = 20_000  # at most this many uniform reference archs (analytic FLOPs cost up to ~0.3 ms each)
 
 
@@ -222,6 +223,7 @@ def run_search(config: dict, run_path: Path, argv: Sequence[str], quiet: bool = 
             if report.get("alpha_history"):
                 plots.alpha_history(run_path / "plots" / "alphas.png", report)
 
+        population = _sample_check(config, net, space, bundle, reporter)
         search_started = time.perf_counter()
         arch_info = _pick_arch(config, net, space, strategy, bundle, reporter)
         search_s = time.perf_counter() - search_started
@@ -242,6 +244,7 @@ def run_search(config: dict, run_path: Path, argv: Sequence[str], quiet: bool = 
             "best_arch": arch_info["arch"] if arch_info else None,
             "best_score": arch_info["score"] if arch_info else None,
             "best_test_acc_inherited": arch_info.get("test_acc_inherited") if arch_info else None,
+            "sampled_archs_valid_acc": population,
             "train_seconds_this_invocation": round(train_s, 2),
             "search_seconds": round(search_s, 2),
             "total_seconds_this_invocation": round(time.perf_counter() - started, 2),
@@ -257,6 +260,23 @@ def run_search(config: dict, run_path: Path, argv: Sequence[str], quiet: bool = 
         return summary
     finally:
         reporter.close()
+
+
+def _sample_check(config: dict, net, space, bundle, reporter: Reporter) -> dict[str, Any] | None:
+    """How well the trained supernet serves the space as a whole: the inherited valid accuracy of
+    `eval.sample_check` uniformly sampled archs (seeded, the same archs for every strategy with that seed).
+    A search can pick a good arch from a supernet that serves most of the space badly; this shows which."""
+    count = config["eval"]["sample_check"]
+    if count <= 0 or bundle.valid is None:
+        return None
+    rng = np.random.default_rng(derive_seed(config["seed"], STREAM_SAMPLE_CHECK))
+    evaluator = make_evaluator(config, net, bundle, "valid")
+    scores = np.array([evaluator(space.sample(rng)) for _ in range(count)])
+    result = {"archs": count, "median": float(np.median(scores)), "p10": float(np.percentile(scores, 10)),
+              "p90": float(np.percentile(scores, 90)), "mean": float(scores.mean())}
+    reporter.info(f"inherited valid accuracy of {count} uniformly sampled archs: median {result['median']:.1f}% "
+                  f"(10th-90th percentile {result['p10']:.1f}-{result['p90']:.1f}%)")
+    return result
 
 
 def _epoch_done(run_path: Path, state: TrainState, on_epoch: Callable[[TrainState], None] | None) -> None:
