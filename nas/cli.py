@@ -119,6 +119,16 @@ def _build_parser() -> argparse.ArgumentParser:
                       help="continue an interrupted sweep from its storage path: only unfinished trials run")
     tune.add_argument("--quiet", action="store_true", help="no console output")
 
+    study = sub.add_parser("study", help="a ranking study: arms x seeds on a benchmark, with intervals",
+                           description="Run every (arm, seed) of a study spec (configs/studies/) as a nas search plus "
+                                       "a nas rank, then write results/<name>/study.json: per-arm means with 95% "
+                                       "t-intervals, paired differences against the baseline arm, and the "
+                                       "benchmark's noise ceiling. A rerun skips finished runs and resumes the "
+                                       "others. python -m nas.report puts the tables into the README.")
+    study.add_argument("spec", metavar="SPEC", help="study file, or the name of a shipped study (nas list)")
+    study.add_argument("--workers", type=int, default=1, help="parallel runs, one CPU thread each (default 1)")
+    study.add_argument("--quiet", action="store_true", help="no console output")
+
     bench = sub.add_parser("bench", help="build ground-truth benchmarks")
     bench_sub = bench.add_subparsers(dest="bench_command", metavar="ACTION", parser_class=_Parser)
     build = bench_sub.add_parser("build", help="train sampled archs stand-alone into a benchmark table",
@@ -355,8 +365,7 @@ def _cmd_bench_build(args: argparse.Namespace, argv: Sequence[str]) -> int:
     out = Path(args.out)
     reporter = Reporter(None, quiet=args.quiet)
     try:
-        benchbuild.build(out, settings, _count(args.archs, "--archs"), workers=args.workers or 1, reporter=reporter,
-                         tune=tune)
+        benchbuild.build(out, settings, request, workers=args.workers or 1, reporter=reporter, tune=tune)
         reporter.info(f"benchmark written to {out}; next: nas rank RUN_DIR --benchmark {out}")
     except KeyboardInterrupt:
         print(f"\ninterrupted; finished archs are kept: rerun the same command to resume {out}", file=sys.stderr)
@@ -384,6 +393,25 @@ def _cmd_tune(args: argparse.Namespace) -> int:
         print(f"nas: {outcome.errored} trial(s) failed (error column of {outcome.results_dir / tune.RESULTS_CSV}); "
               f"retry them with: nas tune {args.sweep} --resume", file=sys.stderr)
         return 1
+    return 0
+
+
+def _cmd_study(args: argparse.Namespace, argv: Sequence[str]) -> int:
+    from . import study as studies
+    from .progress import Reporter
+
+    if args.workers < 1:
+        raise UserError(f"--workers must be at least 1, got {args.workers}")
+    spec = studies.load_study(args.spec)
+    reporter = Reporter(None, quiet=args.quiet)
+    try:
+        path = studies.run_study(spec, argv, workers=args.workers, reporter=reporter)
+        reporter.info(f"wrote {path}; python -m nas.report regenerates the README tables from results/")
+    except KeyboardInterrupt:
+        print(f"\ninterrupted; finished runs are kept: rerun nas study {args.spec} to continue", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    finally:
+        reporter.close()
     return 0
 
 

@@ -1,0 +1,224 @@
+"""`python -m nas.report`: the README's result tables and figures, generated from the files under `results/`.
+
+Nothing in the README's result sections is typed by hand. A section is delimited by two markers,
+
+    <!-- report:KIND:NAME -->
+    ...generated text...
+    <!-- /report -->
+
+and regenerated from the file it names:
+
+- `study:NAME`: `results/NAME/study.json` (written by `nas study`): per arm the mean and 95 % t-interval over
+  seeds of every ranking metric, the paired difference against the baseline arm, and the benchmark's noise
+  ceiling; a figure `results/NAME/kendall_tau.png`.
+- `benchmark:NAME`: the `meta.json` of a registered or packaged benchmark (spread of its accuracies, noise
+  ceiling, build command and cost).
+- `json:PATH`: a table from `results/PATH` (a JSON file with `columns`, `rows` and `command`, e.g. the protocol
+  measurements and the `make search` check).
+
+`python -m nas.report` rewrites README.md in place (atomically); `--check` only reports whether it would change
+anything (exit 1 if so), which is what the test suite runs, so tables cannot drift from their results.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import re
+import sys
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+MARKER = re.compile(r"(<!-- report:(?P<kind>[a-z]+):(?P<name>[^ ]+) -->\n)(?P<body>.*?)(<!-- /report -->)", re.S)
+METRIC_LABELS = {"kendall_tau": "Kendall tau", "spearman": "Spearman", "precision_at_5pct": "P@top-5%",
+                 "precision_at_10pct": "P@top-10%", "top1_regret": "top-1 regret (points)"}
+
+
+def _num(value: Any, digits: int = 3) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "n/a"
+    return f"{value:.{digits}f}"
+
+
+def _interval(entry: Mapping[str, Any], digits: int = 3) -> str:
+    text = _num(entry.get("mean"), digits)
+    if entry.get("ci_low") is not None:
+        text += f" [{_num(entry['ci_low'], digits)}, {_num(entry['ci_high'], digits)}]"
+    return text
+
+
+def study_section(name: str, results: Path, figures: bool = True) -> str:
+    """The table of one study: arms x metrics (mean [95 % CI] over seeds), paired differences, noise ceiling."""
+    data = json.loads((results / name / "study.json").read_text())
+    baseline = data["baseline"]
+    metrics = list(METRIC_LABELS)
+    lines = [
+        "| arm | " + " | ".join(METRIC_LABELS[m] for m in metrics) + f" | Δ Kendall tau vs {baseline} (paired) | p |",
+        "|---" * (len(metrics) + 3) + "|",
+    ]
+    for arm, info in data["arms"].items():
+        cells = [_interval(info["summary"][m], 2 if m == "top1_regret" else 3) for m in metrics]
+        paired = info["paired_vs_baseline"]
+        if paired is None:
+            diff, p = "(baseline)", ""
+        else:
+            diff, p = _interval(paired["kendall_tau"]), _num(paired["kendall_tau"]["p_value"], 3)
+        lines.append(f"| {arm} | " + " | ".join(cells) + f" | {diff} | {p} |")
+    noise = data["benchmark"].get("noise_ceiling")
+    seeds = data["seeds"]
+    runs = data["runs"]
+    archs = sorted({r["num_archs"] for r in runs})
+    steps = {arm: info["steps"] for arm, info in data["arms"].items()}
+    text = "\n".join(lines) + "\n\n"
+    text += (f"Mean [95 % t-interval] over {len(seeds)} seeds ({', '.join(map(str, seeds))}); each run ranks "
+             f"{', '.join(map(str, archs))} archs of `{data['benchmark']['name']}`"
+             + (" (one per class of identical networks)" if data["rank"].get("dedup") else "")
+             + f" on the {data['rank'].get('split', 'test')} split. Paired differences use the same seed in both "
+               "arms (same initial weights and data order); p is the paired t-test's.")
+    if noise:
+        text += (f" Noise ceiling: two stand-alone training seeds of the benchmark agree at Kendall tau "
+                 f"**{_num(noise['kendall_tau'])}** (Spearman {_num(noise['spearman'])}, {noise['archs']} archs).")
+    same_steps = len({tuple(v) for v in steps.values()}) == 1
+    text += (f" Every arm trains the same number of steps ({next(iter(steps.values()))[0]})." if same_steps else
+             " Steps per arm: " + ", ".join(f"{a} {v}" for a, v in steps.items()) + ".")
+    text += f"\n\nCommand: `{data['command']}` (spec `{data['spec']}`, git {data['environment']['git_sha']})."
+    figure = results / name / "kendall_tau.png"
+    if figures:  # the link is the same either way, so --check compares text only
+        study_figure(data, figure)
+    link = figure.resolve().relative_to(ROOT).as_posix() if figure.resolve().is_relative_to(ROOT) else figure
+    text += f"\n\n![Kendall tau per arm]({link})"
+    return text + "\n"
+
+
+def study_figure(data: Mapping[str, Any], path: Path) -> Path:
+    """Kendall tau of every run per arm (dots), the arm means with their intervals, and the noise ceiling."""
+    from .plots import pyplot, save_figure
+
+    plt = pyplot()
+    arms = list(data["arms"])
+    fig, ax = plt.subplots(figsize=(1.4 * len(arms) + 2, 3.6), dpi=110)
+    for i, arm in enumerate(arms):
+        taus = [r["metrics"]["kendall_tau"] for r in data["runs"] if r["arm"] == arm]
+        ax.scatter([i] * len(taus), taus, s=14, color="0.4", zorder=3)
+        s = data["arms"][arm]["summary"]["kendall_tau"]
+        if s["ci_low"] is not None:
+            ax.errorbar([i + 0.15], [s["mean"]], yerr=[[s["mean"] - s["ci_low"]], [s["ci_high"] - s["mean"]]],
+                        fmt="o", color="C0", capsize=4, zorder=4)
+    noise = data["benchmark"].get("noise_ceiling")
+    if noise:
+        ax.axhline(noise["kendall_tau"], color="C3", ls="--", lw=1, label="noise ceiling (two stand-alone seeds)")
+        ax.legend(fontsize=8, loc="lower right")
+    ax.set_xticks(range(len(arms)), arms, rotation=20)
+    ax.set_ylabel(f"Kendall tau vs {data['benchmark']['name']}")
+    ax.grid(alpha=0.3, axis="y")
+    fig.tight_layout()
+    return save_figure(fig, path)
+
+
+def benchmark_section(name: str, results: Path, figures: bool = True) -> str:
+    """Spread, noise ceiling, coverage and cost of a benchmark table, from its meta.json."""
+    import nasbench
+
+    bench = nasbench.load(name)
+    meta = bench.meta
+    plan, cost, spread = meta.get("plan", {}), meta.get("cost", {}), meta.get("spread", {})
+    rows = ["| quantity | value |", "|---|---|"]
+    rows.append(f"| archs (rows) | {len(bench):,} of {plan.get('space_size', 0):,} |")
+    if plan.get("unique"):
+        rows.append(f"| networks trained (one per class of identical networks) | {plan['archs_trained']:,} |")
+    rows.append(f"| training seeds | {', '.join(map(str, plan.get('seeds', [])))} (all seeds for the first "
+                f"{plan.get('multi_seed_archs', 0):,} networks) |")
+    for key, label in (("test_acc_over_trained_archs", "test accuracy over the trained networks (%)"),):
+        s = spread.get(key)
+        if s:
+            rows.append(f"| {label}: min / p10 / median / p90 / max | {_num(s['min'], 2)} / {_num(s['p10'], 2)} / "
+                        f"{_num(s['median'], 2)} / {_num(s['p90'], 2)} / {_num(s['max'], 2)} |")
+            rows.append(f"| ... standard deviation over the trained networks | {_num(s['std'], 2)} points |")
+    for key, label in (("noise_ceiling", "test accuracy"), ("noise_ceiling_test_loss", "test loss")):
+        noise = meta.get(key)
+        if noise:
+            rows.append(f"| seed-to-seed Kendall tau ({label}, {noise['archs']} networks) | "
+                        f"**{_num(noise['kendall_tau'])}** (Spearman {_num(noise['spearman'])}, mean absolute "
+                        f"difference {_num(noise['mean_abs_diff'], 3)}) |")
+    training = meta.get("training", {})
+    rows.append(f"| protocol | C={training.get('C')}, N={training.get('N')}, {training.get('epochs')} epochs, batch "
+                f"{training.get('batch_size')}, SGD {training.get('lr')} Nesterov cosine, wd "
+                f"{training.get('weight_decay')} |")
+    if cost:
+        hours = cost.get("train_seconds_total", 0) / 3600
+        rows.append(f"| cost | {_num(cost.get('seconds_per_training_median'), 1)} s per training (median, "
+                    f"{cost.get('workers')} worker(s) of one thread), {_num(hours, 2)} h of training in all |")
+    text = "\n".join(rows) + "\n"
+    if meta.get("command"):
+        text += f"\nBuilt with `{meta['command']}` (torch {meta.get('environment', {}).get('torch')})."
+        text += f" Packed with `nas bench pack`; loads offline as `nasbench.load(\"{name}\")`.\n"
+    return text
+
+
+def json_section(name: str, results: Path, figures: bool = True) -> str:
+    """A generic table: `results/<name>` holds `columns` (list of [key, header]), `rows` and `command`."""
+    data = json.loads((results / name).read_text())
+    columns = data["columns"]
+    lines = ["| " + " | ".join(h for _, h in columns) + " |", "|---" * len(columns) + "|"]
+    for row in data["rows"]:
+        cells = []
+        for key, _ in columns:
+            value = row.get(key)
+            cells.append(_num(value, data.get("digits", {}).get(key, 3)) if isinstance(value, float) else
+                         str(value if value is not None else "n/a"))
+        lines.append("| " + " | ".join(cells) + " |")
+    text = "\n".join(lines) + "\n"
+    if data.get("note"):
+        text += f"\n{data['note']}\n"
+    if data.get("command"):
+        text += f"\nCommand: `{data['command']}`.\n"
+    return text
+
+
+SECTIONS: dict[str, Callable[[str, Path, bool], str]] = {
+    "study": study_section, "benchmark": benchmark_section, "json": json_section,
+}
+
+
+def render(text: str, results: Path, figures: bool = True) -> str:
+    """README text with every marked section regenerated."""
+    def replace(match: re.Match) -> str:
+        kind, name = match["kind"], match["name"]
+        if kind not in SECTIONS:
+            raise ValueError(f"unknown report section kind {kind!r}; accepted: {', '.join(SECTIONS)}")
+        return match.group(1) + SECTIONS[kind](name, results, figures) + match.group(5)
+
+    return MARKER.sub(replace, text)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m nas.report", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--readme", default=str(ROOT / "README.md"))
+    parser.add_argument("--results", default=str(ROOT / "results"))
+    parser.add_argument("--check", action="store_true", help="exit 1 if the README differs from its results")
+    args = parser.parse_args(argv)
+    readme = Path(args.readme)
+    current = readme.read_text()
+    try:
+        updated = render(current, Path(args.results), figures=not args.check)
+    except (OSError, ValueError, KeyError) as exc:
+        print(f"nas.report: error: {exc}", file=sys.stderr)
+        return 2
+    if args.check:
+        if updated != current:
+            print(f"{readme} differs from what results/ generates; run python -m nas.report", file=sys.stderr)
+            return 1
+        return 0
+    if updated != current:
+        from .io import atomic_write_text
+
+        atomic_write_text(readme, updated)
+        print(f"updated {readme}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
