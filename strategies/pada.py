@@ -294,7 +294,18 @@ class PADAStrategy(Strategy):
             for row, values in enumerate(self.row_values):
                 prefix = "p_" if self.rows == 1 else f"p{row}_"
                 stats.update({f"{prefix}{value}": float(self.p_host[row, col]) for col, value in enumerate(values)})
-        stats["q_max_over_uniform"] = float(self.q.max().item() * self.num_samples)
+        # Evidence of what the data sampler does (one host copy per epoch): the share of training samples drawn at
+        # least once in the epoch just trained, the spread of their scores, and how concentrated the next epoch's
+        # q is (its effective sample size over N; 1 = uniform).
+        drawn = self.seen.float()
+        seen_scores = self.scores[self.seen]
+        spread = seen_scores.std() / seen_scores.mean().clamp(min=1e-12) if seen_scores.numel() > 1 \
+            else torch.zeros((), device=self.q.device)
+        q_max, coverage, ess, cv = torch.stack([
+            self.q.max() * self.num_samples, drawn.mean(), 1.0 / (self.num_samples * (self.q * self.q).sum()),
+            spread.float()]).tolist()
+        stats.update({"q_max_over_uniform": q_max, "data_coverage": coverage, "q_ess_fraction": ess,
+                      "score_cv": cv})
         return stats
 
     # --- checkpointing ---------------------------------------------------------------------------
