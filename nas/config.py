@@ -1,7 +1,8 @@
 """Run configuration: YAML presets, dotted overrides, validation, the resolved config of a run.
 
 Resolution order (later wins): `configs/defaults.yaml` < `configs/spaces/<space>.yaml` <
-`configs/strategies/<strategy>.yaml` < `configs/datasets/<dataset>.yaml` < `--config FILE` < the named
+`configs/strategies/<strategy>.yaml` < `configs/datasets/<dataset>.yaml` < `configs/spaces/<space>/<dataset>.yaml`
+(a space's setting for one dataset, e.g. NB201's small-image macro on digits) < `--config FILE` < the named
 command-line flags < `--set key=value`. The space, strategy and dataset names themselves are taken from the
 same layers first, so presets follow what the user asked for. Every key is validated; a bad one stops the
 run with one sentence that names the key, the value and what is accepted.
@@ -138,10 +139,14 @@ def resolve(
     names = config
     for layer in user_layers:
         names = merge(names, layer)
+    chosen: dict[str, str] = {}
     for kind, section in (("spaces", "space"), ("strategies", "strategy"), ("datasets", "data")):
         name = names.get(section, {}).get("name") if isinstance(names.get(section), Mapping) else None
         if isinstance(name, str):
+            chosen[section] = name
             config = merge(config, _preset(kind, name))
+    if "space" in chosen and "data" in chosen:  # the space's setting for this dataset
+        config = merge(config, _preset("spaces", f"{chosen['space']}/{chosen['data']}"))
     for layer in user_layers:
         config = merge(config, layer)
     validate(config)
