@@ -527,6 +527,8 @@ def _cmd_arch_info(args: argparse.Namespace) -> int:
         "params": space.params(arch, **task),
         "flops": space.flops(arch, **task),
     }
+    for counter in space.flops_counters[1:]:  # the other published conventions, e.g. NASLib's tensorwatch count
+        info[f"flops_{counter}"] = space.flops(arch, counter=counter, **task)
     if hasattr(space, "macs"):  # nb201: our own count (pooling windows added) beside the benchmark's FLOPs
         info["macs"] = space.macs(arch, **task)
     if args.json:
@@ -538,11 +540,14 @@ def _cmd_arch_info(args: argparse.Namespace) -> int:
         print(f"params     {info['params']:,}  ({info['params'] / 1e6:.6f} M, {args.dataset}, affine BN)")
         if "macs" in info:
             print(f"FLOPs      {info['flops']:,}  ({info['flops'] / 1e6:.6f} MFLOPs per image, the benchmark's "
-                  f"convention: conv and linear layers)")
+                  f"convention: conv and linear layers; --max-flops uses it)")
             print(f"MACs       {info['macs']:,}  ({info['macs'] / 1e6:.6f} M per image, supernas count: FLOPs plus "
                   f"pooling windows)")
         else:
             print(f"FLOPs      {info['flops']:,}  ({info['flops'] / 1e6:.2f} M multiply-adds per image)")
+        if "flops_tensorwatch" in info:
+            print(f"FLOPs (tw) {info['flops_tensorwatch']:,}  ({info['flops_tensorwatch'] / 1e6:.6g} M, tensorwatch's "
+                  f"count as NASLib / NAS-Bench-Suite-Zero publish it: BN, ReLU and pooling included)")
     return 0
 
 

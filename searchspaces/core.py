@@ -309,6 +309,8 @@ class Space:
     # --- equivalences ----------------------------------------------------------------------------
     # Whether `canonical` knows encodings that describe the same network (a declared capability, not guessed).
     has_equivalences: bool = False
+    # the names `flops(arch, counter=...)` accepts, its default first; empty: one count only
+    flops_counters: tuple[str, ...] = ()
 
     def canonical(self, arch: Arch) -> Arch:
         """The representative of the class of encodings that describe the same network as `arch`.

@@ -77,6 +77,7 @@ class DartsSpace(Space):
     """The DARTS cell space (normal + reduction cell), archs kept in canonical pair order."""
 
     name = "darts"
+    flops_counters = ("macs", "tensorwatch")
 
     def __init__(self, allowed: Mapping[str, Sequence[Hashable]] | None = None):
         decisions = []
@@ -422,8 +423,8 @@ class DartsSpace(Space):
         in*out without bias. The NB301 subset's `flops` are `C=32, layers=8, search_ops=True,
         counter="tensorwatch"` exactly (all 500 archs). The auxiliary head only with `auxiliary=True`.
         """
-        if counter not in _COUNTERS:
-            raise SpaceError(f"FLOPs counter {counter!r} is not known; accepted: {', '.join(_COUNTERS)}")
+        if counter not in self.flops_counters:
+            raise SpaceError(f"FLOPs counter {counter!r} is not known; accepted: {', '.join(self.flops_counters)}")
         net = _network(C, layers, num_classes, auxiliary, in_channels, stem_multiplier, image_size, search_ops,
                        counter)
         return net.fixed_flops + sum(net.edge_flops(cell, s, op) for cell, s, op in _edges(self, arch))
@@ -458,7 +459,6 @@ def _concat(node: ast.AST) -> list[int] | None:
     return list(value) if isinstance(value, (list, tuple)) else None
 
 
-_COUNTERS = ("macs", "tensorwatch")
 _NETWORK_ARGS = ("C", "layers", "num_classes", "auxiliary", "in_channels", "stem_multiplier", "image_size",
                  "search_ops", "counter")
 

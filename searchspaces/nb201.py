@@ -34,6 +34,7 @@ class NB201Space(Space):
     """The NAS-Bench-201 cell space (15,625 encodings)."""
 
     name = "nb201"
+    flops_counters = ("benchmark", "tensorwatch")
 
     def __init__(self, allowed=None):
         super().__init__([Decision(label, OPS) for label in EDGE_LABELS], allowed)
@@ -122,7 +123,7 @@ class NB201Space(Space):
         return int(total)
 
     def flops(self, arch: Arch, num_classes: int = 10, C: int = 16, N: int = 5, in_channels: int = 3,
-              image_size: int = 32, affine: bool = True, **_: Any) -> int:
+              image_size: int = 32, affine: bool = True, counter: str = "benchmark", **_: Any) -> int:
         """FLOPs of one image in NAS-Bench-201's own convention: the benchmark's published figure times 1e6.
 
         The benchmark counted FLOPs with the hooks of xautodl's `utils/flop_benchmark.py` (`get_model_infos` on
@@ -135,11 +136,20 @@ class NB201Space(Space):
 
         This is the count that `search.max_flops` (`--max-flops`), ShiftNAS's bins and the `flops` columns of
         the NB201 tables use, so limits and figures read like the benchmark's. `macs` adds the pooling windows.
+
+        `counter="tensorwatch"` gives instead the `flops` that NAS-Bench-Suite-Zero / NASLib publish for NB201
+        (17.9586 M for index 0 on CIFAR-10): tensorwatch's `ModelStats` rules, which also count BN (2 per
+        element when affine, 1 otherwise), the ReLU before each conv (per input element), average pools (k*k per
+        output element) and global pooling ((size + 1)^2 per channel), and leave the classifier's bias out.
         """
+        if counter not in self.flops_counters:
+            raise SpaceError(f"FLOPs counter {counter!r} is not known; accepted: {', '.join(self.flops_counters)}")
         total = 0
         for positions, macs_per_position, bias_per_position, _pool in self._layers(
                 arch, num_classes, C, N, in_channels, image_size, affine):
             total += positions * (macs_per_position + bias_per_position)
+        if counter == "tensorwatch":
+            total += _tensorwatch_extra(arch, num_classes, C, N, image_size, affine)
         return total
 
     def macs(self, arch: Arch, num_classes: int = 10, C: int = 16, N: int = 5, in_channels: int = 3,
@@ -192,3 +202,29 @@ class NB201Space(Space):
         order = {op: rank for rank, op in enumerate(("none", "skip_connect", "avg_pool_3x3", "nor_conv_1x1",
                                                      "nor_conv_3x3"))}
         return self.make([min(a, key=order.__getitem__) for a in self.allowed])
+
+
+def _tensorwatch_extra(arch: Arch, num_classes: int, C: int, N: int, image_size: int, affine: bool) -> int:
+    """What tensorwatch's `ModelStats` counts on the NB201 network beyond the benchmark's conv + linear sum:
+    BN per element (x2 when affine), the ReLU of every ReLU-Conv-BN per input element, average pools per output
+    element times the window, global pooling as (size + 1)^2 per channel; minus the classifier bias it skips."""
+    bn = 2 if affine else 1
+    widths = (C, 2 * C, 4 * C)
+    sizes = (image_size, -(-image_size // 2), -(-image_size // 4))
+    total = bn * C * image_size * image_size  # stem BN
+    for c, s in zip(widths, sizes):
+        elements = c * s * s
+        for op in arch.choices:
+            if op in _KERNEL:
+                total += N * (1 + bn) * elements  # ReLU on the edge input, BN on its output
+            elif op == "avg_pool_3x3":
+                total += N * 9 * elements
+    for c_in, c_out, s_in, s_out in zip(widths[:-1], widths[1:], sizes[:-1], sizes[1:]):
+        out = c_out * s_out * s_out
+        total += c_in * s_in * s_in + bn * out  # conv_a: ReLU on its input, BN
+        total += out + bn * out  # conv_b: ReLU, BN
+        total += 4 * c_in * s_out * s_out  # shortcut's 2x2 average pool
+    last = widths[-1] * sizes[-1] * sizes[-1]
+    total += bn * last + last  # last BN and ReLU
+    total += widths[-1] * (sizes[-1] + 1) ** 2  # global average pool
+    return total - num_classes  # tensorwatch's Linear has no bias term
