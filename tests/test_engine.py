@@ -14,7 +14,7 @@ from nas.cli import main
 from nas.engine import Schedule
 
 TINY = ["--dataset", "digits", "--set", "supernet.C=4", "--set", "supernet.N=1", "--set", "search.budget=5",
-        "--set", "eval.monitor_archs=1", "--set", "train.batch_size=128", "--quiet"]
+        "--set", "eval.monitor_archs=1", "--set", "train.batch_size=128", "--set", "eval.sample_check=0", "--quiet"]
 
 
 def _rows(path: Path) -> list[dict[str, str]]:
@@ -124,3 +124,32 @@ def test_strategies_see_the_clip_factor_that_torch_applied():
     assert math.isclose(clipped.factor.item(), min(1.0, 0.05 / (total.item() + 1e-6)), rel_tol=1e-5)
     for a, b in zip(plain.grads, clipped.grads):
         torch.testing.assert_close(b, a * clipped.factor)
+
+
+def test_sample_check_scores_the_same_seeded_archs_for_every_strategy(tmp_path, monkeypatch):
+    """eval.sample_check=N scores N uniformly sampled archs after training, the same ones for any strategy at one
+    seed (so medians compare across strategies), and summary.json holds their median and percentiles."""
+    from nas.evaluate import ArchEvaluator
+
+    scored: list[tuple[str, float]] = []
+    real_call = ArchEvaluator.__call__
+
+    def spy(self, arch):
+        score = real_call(self, arch)
+        scored.append((str(arch), score))
+        return score
+
+    monkeypatch.setattr(ArchEvaluator, "__call__", spy)
+    summaries, archs = [], []
+    for strategy in ("uniform", "sandwich"):
+        scored.clear()
+        out = tmp_path / strategy
+        assert main(["search", *TINY, "--strategy", strategy, "--epochs", "1", "--set", "search.method=none",
+                     "--set", "eval.monitor_archs=0", "--set", "eval.sample_check=6", "--out", str(out)]) == 0
+        summaries.append(json.loads((out / "summary.json").read_text())["sampled_archs_valid_acc"])
+        archs.append([a for a, _ in scored])
+        scores = sorted(s for _, s in scored)
+        assert summaries[-1]["archs"] == 6 and len(scored) == 6
+        assert summaries[-1]["median"] == (scores[2] + scores[3]) / 2
+        assert summaries[-1]["p10"] <= summaries[-1]["median"] <= summaries[-1]["p90"]
+    assert archs[0] == archs[1] and len(set(archs[0])) > 1

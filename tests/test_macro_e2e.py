@@ -14,7 +14,8 @@ import searchspaces
 from nas.cli import main
 
 TINY = ["--set", "train.batch_size=128", "--set", "search.budget=4", "--set", "eval.monitor_archs=0",
-        "--set", "eval.calib_batches=1", "--set", "eval.calib_batch_size=100", "--quiet"]
+        "--set", "eval.calib_batches=1", "--set", "eval.calib_batch_size=100", "--set", "eval.sample_check=0",
+        "--quiet"]
 
 
 @pytest.fixture(scope="module")

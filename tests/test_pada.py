@@ -189,7 +189,8 @@ def test_bad_options_are_refused(bundle):
 
 
 TINY = ["--strategy", "pada", "--dataset", "digits", "--set", "supernet.C=4", "--set", "supernet.N=1",
-        "--set", "search.budget=4", "--set", "eval.monitor_archs=0", "--set", "train.batch_size=128", "--quiet"]
+        "--set", "search.budget=4", "--set", "eval.monitor_archs=0", "--set", "train.batch_size=128",
+        "--set", "eval.sample_check=0", "--quiet"]
 
 
 def test_resume_restores_pada_state_exactly(tmp_path, interrupt_after):
@@ -208,9 +209,8 @@ def test_resume_restores_pada_state_exactly(tmp_path, interrupt_after):
 
 
 def test_pada_bookkeeping_needs_no_host_sync_per_step(tmp_path, item_calls):
-    args = [a for a in TINY if a != "train.batch_size=128"]
-    args = ["search", *args[:-1], "train.batch_size=16", "--quiet", "--set", "search.method=none",
-            "--set", "eval.sample_check=0", "--epochs", "2", "--out", str(tmp_path / "r")]
+    args = ["train.batch_size=16" if a == "train.batch_size=128" else a for a in TINY]
+    args = ["search", *args, "--set", "search.method=none", "--epochs", "2", "--out", str(tmp_path / "r")]
     assert main(args) == 0
     assert item_calls["n"] <= 8  # a few per epoch (epoch summary, q statistics), none per step (150 steps)
 

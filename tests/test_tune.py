@@ -27,8 +27,8 @@ from nas.cli import main
 
 ROOT = Path(__file__).resolve().parent.parent
 RAY_ENV = {"RAY_AUTH_MODE": "disabled", "OMP_NUM_THREADS": "1", "RAY_USAGE_STATS_ENABLED": "0"}
-TINY = {"supernet.C": 4, "supernet.N": 1, "train.batch_size": 128, "eval.monitor_archs": 0, "search.budget": 4,
-        "train.threads": 1}
+TINY = {"supernet.C": 4, "supernet.N": 1, "train.batch_size": 128, "eval.monitor_archs": 0, "eval.sample_check": 0,
+        "search.budget": 4, "train.threads": 1}
 TINY_BUILD = ["--set", "C=4", "--set", "N=1", "--set", "batch_size=128", "--quiet"]
 
 
