@@ -34,10 +34,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import statistics
 import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -50,6 +52,7 @@ import supernets
 from nas import config as cfg
 from nas import data
 from nas.engine import Trainer
+from nas.io import atomic_write_json
 from nas.progress import Reporter
 from nas.runtime import seed_everything, select_device
 
@@ -78,6 +81,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--device", default="auto")
     p.add_argument("--threads", type=non_negative_int, default=0, help="torch intra-op threads (0: torch's default)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--record", metavar="PATH", default=None,
+                   help="also add this setting's figures as a row of a results table (results/*.json, replacing "
+                        "the row of the same setting) that python -m nas.report renders")
     args = p.parse_args(argv)
     if args.strategy not in strategies.names():
         p.error(f"unknown strategy {args.strategy!r}; accepted: {', '.join(strategies.names())}")
@@ -259,8 +265,43 @@ def main(argv: list[str] | None = None) -> int:
         "batch_size": args.batch_size, "image_size": args.image_size, "steps_per_epoch": args.steps,
         "repeats": args.repeats, "seed": args.seed, **environment(device),
     })
+    if args.record:
+        record_row(Path(args.record), result, argv if argv is not None else sys.argv[1:])
     print(json.dumps(result))
     return 0
+
+
+RECORD_COLUMNS = [["setting", "setting"], ["step_ms", "step (ms)"], ["hook_ms", "in its hooks (ms)"],
+                  ["hook_ratio", "hook time / step time"], ["ratio", "step / uniform's on the same paths"]]
+
+
+def record_row(path: Path, result: dict[str, Any], argv: list[str]) -> None:
+    """Add (or replace) this setting's row in a table file of `nas.report`'s `json` kind, with its command."""
+    options = ", ".join(f"{k}={v}" for k, v in {**result["supernet_options"], **result["strategy_options"]}.items())
+    setting = (f"{result['strategy']} on {result['space']}{' (' + options + ')' if options else ''}, batch "
+               f"{result['batch_size']}, {result['image_size']}x{result['image_size']}, {result['device']}")
+    row = {"setting": setting, "step_ms": result["step_s"] * 1e3, "hook_ms": result["hook_s_per_step"] * 1e3,
+           "hook_ratio": result["hook_ratio"], "ratio": result.get("ratio"),
+           "command": shlex.join(["python", "benchmarks/sampler_overhead.py", *_without_record(argv)])}
+    table = json.loads(path.read_text()) if path.exists() else {}
+    rows = [r for r in table.get("rows", []) if r["setting"] != setting] + [row]
+    table.update({"columns": RECORD_COLUMNS, "digits": {"step_ms": 1, "hook_ms": 2, "hook_ratio": 3, "ratio": 3},
+                  "rows": rows, "command": "; ".join(r["command"] for r in rows),
+                  "note": f"Medians over repeats; torch {result['torch']}, {result['threads']} threads."})
+    atomic_write_json(path, table)
+
+
+def _without_record(argv: list[str]) -> list[str]:
+    """The command line minus `--record PATH` (the row's command reproduces the figures, not the file)."""
+    kept, skip = [], False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg == "--record":
+            skip = True
+        elif not arg.startswith("--record="):
+            kept.append(arg)
+    return kept
 
 
 if __name__ == "__main__":

@@ -86,3 +86,21 @@ def test_unknown_strategy_fails_in_one_line():
                         (("--steps", "1", "--batch-size", "4"), "synthetic_size")):
         result = _run(*args)
         assert result.returncode == 2 and result.stderr.strip().count("\n") == 0 and words in result.stderr
+
+
+def test_record_keeps_one_row_per_setting_for_the_report(tmp_path):
+    from nas.report import json_section
+
+    table = tmp_path / "pada_overhead.json"
+    tiny = ["--C", "4", "--N", "1", "--image-size", "8", "--steps", "2", "--repeats", "1", "--device", "cpu",
+            "--threads", "1", "--hooks-only", "--record", str(table)]
+    for batch in ("8", "8", "16"):
+        result = _run(*tiny, "--batch-size", batch)
+        assert result.returncode == 0, result.stderr
+    data = json.loads(table.read_text())
+    assert [r["setting"].split("batch ")[1].split(",")[0] for r in data["rows"]] == ["8", "16"]
+    last = json.loads(result.stdout.strip().splitlines()[-1])
+    assert math.isclose(data["rows"][-1]["hook_ratio"], last["hook_ratio"])
+    assert "--record" not in data["rows"][-1]["command"] and "--batch-size 16" in data["rows"][-1]["command"]
+    text = json_section(table.name, tmp_path)
+    assert text.count("\n| pada on nb201 (C=4, N=1), batch") == 2 and data["rows"][0]["command"] in text
