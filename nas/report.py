@@ -13,8 +13,12 @@ and regenerated from the file it names:
   ceiling; a figure `results/NAME/kendall_tau.png`.
 - `benchmark:NAME`: the `meta.json` of a registered or packaged benchmark (spread of its accuracies, noise
   ceiling, build command and cost).
-- `json:PATH`: a table from `results/PATH` (a JSON file with `columns`, `rows` and `command`, e.g. the protocol
-  measurements and the `make search` check).
+- `json:PATH`: a table from `results/PATH` (a JSON file with `columns`, `rows` and `command`, e.g. the `make
+  search` check).
+- `curves:NAME`: a study's per-epoch curves (sampled-path train accuracy, `--rank-every` Kendall tau) from its
+  runs' `metrics.csv` copies, and their last values per arm.
+- `pada:NAME`: what PA&DA's samplers did in a study's PA&DA arms (path distribution, data coverage, effective
+  sample size of q, score spread) per epoch.
 
 `python -m nas.report` rewrites README.md in place (atomically); `--check` only reports whether it would change
 anything (exit 1 if so), which is what the test suite runs, so tables cannot drift from their results.
@@ -30,6 +34,8 @@ import sys
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
+
+from .study import mean_interval
 
 ROOT = Path(__file__).resolve().parent.parent
 MARKER = re.compile(r"(<!-- report:(?P<kind>[a-z]+):(?P<name>[^ ]+) -->\n)(?P<body>.*?)(<!-- /report -->)", re.S)
@@ -88,8 +94,7 @@ def study_section(name: str, results: Path, figures: bool = True) -> str:
     figure = results / name / "kendall_tau.png"
     if figures:  # the link is the same either way, so --check compares text only
         study_figure(data, figure)
-    link = figure.resolve().relative_to(ROOT).as_posix() if figure.resolve().is_relative_to(ROOT) else figure
-    text += f"\n\n![Kendall tau per arm]({link})"
+    text += f"\n\n![Kendall tau per arm]({_link(figure)})"
     return text + "\n"
 
 
@@ -178,8 +183,122 @@ def json_section(name: str, results: Path, figures: bool = True) -> str:
     return text
 
 
+def _run_rows(results: Path, name: str) -> dict[tuple[str, int], list[dict[str, str]]]:
+    """The per-epoch rows of every run of a study (`results/NAME/runs/<arm>-s<seed>.csv`)."""
+    import csv
+
+    data = json.loads((results / name / "study.json").read_text())
+    out = {}
+    for run in data["runs"]:
+        path = results / name / "runs" / f"{run['arm']}-s{run['seed']}.csv"
+        with open(path, newline="") as fh:
+            out[(run["arm"], run["seed"])] = list(csv.DictReader(fh))
+    return out
+
+
+def _series(rows: list[dict[str, str]], key: str) -> tuple[list[int], list[float]]:
+    pairs = [(int(r["epoch"]), float(r[key])) for r in rows if r.get(key) not in (None, "")]
+    return [e for e, _ in pairs], [v for _, v in pairs]
+
+
+def curves_section(name: str, results: Path, figures: bool = True) -> str:
+    """Training curves of a study's runs: mean sampled-path train accuracy and the `--rank-every` Kendall tau
+    over epochs per arm (figure), and the final values per arm (table, mean over seeds)."""
+    data = json.loads((results / name / "study.json").read_text())
+    rows = _run_rows(results, name)
+    arms = list(data["arms"])
+    lines = ["| arm | epochs | steps | train acc., last epoch (%) | Kendall tau, last epoch (rank-every sample) | "
+             "training time (s, median) |", "|---|---|---|---|---|---|"]
+    for arm in arms:
+        runs = [rows[(arm, s)] for s in data["seeds"] if (arm, s) in rows]
+        acc = [float(r[-1]["train_acc"]) for r in runs]
+        taus = [_series(r, "kendall_tau")[1][-1] for r in runs if _series(r, "kendall_tau")[1]]
+        epochs = int(runs[0][-1]["epoch"])
+        lines.append(f"| {arm} | {epochs} | {data['arms'][arm]['steps'][0]} | {_interval(mean_interval(acc), 1)} | "
+                     f"{_interval(mean_interval(taus))} | {_num(data['arms'][arm]['train_seconds_median'], 0)} |")
+    figure = results / name / "curves.png"
+    if figures:
+        from .plots import pyplot, save_figure
+
+        plt = pyplot()
+        fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.8), dpi=110)
+        for i, arm in enumerate(arms):
+            for j, seed in enumerate(data["seeds"]):
+                if (arm, seed) not in rows:
+                    continue
+                label = arm if j == 0 else None
+                left.plot(*_series(rows[(arm, seed)], "train_acc"), color=f"C{i}", alpha=0.6, lw=1, label=label)
+                right.plot(*_series(rows[(arm, seed)], "kendall_tau"), color=f"C{i}", alpha=0.6, lw=1, marker=".",
+                           label=label)
+        left.set(xlabel="epoch", ylabel="train accuracy of the sampled paths (%)")
+        right.set(xlabel="epoch", ylabel=f"Kendall tau vs {data['rank']['benchmark']} (rank-every sample)")
+        noise = data["benchmark"].get("noise_ceiling")
+        if noise:
+            right.axhline(noise["kendall_tau"], color="k", ls="--", lw=1, label="noise ceiling")
+        for ax in (left, right):
+            ax.grid(alpha=0.3)
+        right.legend(fontsize=7)
+        fig.tight_layout()
+        save_figure(fig, figure)
+    return "\n".join(lines) + f"\n\n![training curves]({_link(figure)})\n\nCommand: `{data['command']}`.\n"
+
+
+def pada_section(name: str, results: Path, figures: bool = True) -> str:
+    """What PA&DA's samplers did in a study's PA&DA runs, per epoch from their metrics.csv: the path distribution
+    (probability of each op), the share of training samples drawn, the effective sample size of q and the spread
+    of the per-sample scores."""
+    data = json.loads((results / name / "study.json").read_text())
+    rows = _run_rows(results, name)
+    pada_arms = [a for a, info in data["arms"].items() if any("strategy.name=pada" in o for o in info["overrides"])]
+    lines = ["| arm | p(none) / p(skip) / p(conv1x1) / p(conv3x3) / p(pool), last epoch | data coverage, last epoch | "
+             "q effective sample size / N | score CV |", "|---|---|---|---|---|"]
+    ops = ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3")
+    for arm in pada_arms:
+        last = [rows[(arm, s)][-1] for s in data["seeds"] if (arm, s) in rows]
+
+        def mean(key: str, last: list[dict[str, str]] = last) -> float | None:
+            values = [float(r[key]) for r in last if r.get(key) not in (None, "")]
+            return sum(values) / len(values) if values else None
+
+        probs = " / ".join(_num(mean(f"p_{op}"), 3) for op in ops)
+        lines.append(f"| {arm} | {probs} | {_num(mean('data_coverage'), 3)} | {_num(mean('q_ess_fraction'), 3)} | "
+                     f"{_num(mean('score_cv'), 2)} |")
+    figure = results / name / "pada.png"
+    if figures and pada_arms:
+        from .plots import pyplot, save_figure
+
+        plt = pyplot()
+        fig, axes = plt.subplots(1, 3, figsize=(13, 3.6), dpi=110)
+        seed = data["seeds"][0]
+        for i, arm in enumerate(pada_arms):
+            run = rows[(arm, seed)]
+            for k, op in enumerate(ops):
+                epochs, values = _series(run, f"p_{op}")
+                if values:
+                    axes[0].plot(epochs, values, color=f"C{k}", ls=("-", "--", ":")[i % 3],
+                                 label=f"{op} ({arm})" if i < 2 else None)
+            for key, ax in (("data_coverage", axes[1]), ("q_ess_fraction", axes[2])):
+                epochs, values = _series(run, key)
+                ax.plot(epochs, values, color=f"C{i}", label=arm)
+        axes[0].set(xlabel="epoch", ylabel="path probability per op (all edges)", title=f"seed {seed}")
+        axes[1].set(xlabel="epoch", ylabel="share of training samples drawn")
+        axes[2].set(xlabel="epoch", ylabel="effective sample size of q / N")
+        for ax in axes:
+            ax.grid(alpha=0.3)
+            ax.legend(fontsize=6)
+        fig.tight_layout()
+        save_figure(fig, figure)
+    return "\n".join(lines) + f"\n\n![PA&DA's samplers over epochs]({_link(figure)})\n"
+
+
+def _link(path: Path) -> str:
+    resolved = path.resolve()
+    return resolved.relative_to(ROOT).as_posix() if resolved.is_relative_to(ROOT) else str(path)
+
+
 SECTIONS: dict[str, Callable[[str, Path, bool], str]] = {
-    "study": study_section, "benchmark": benchmark_section, "json": json_section,
+    "study": study_section, "benchmark": benchmark_section, "json": json_section, "curves": curves_section,
+    "pada": pada_section,
 }
 
 

@@ -275,6 +275,7 @@ def write_results(study: Study, records: list[dict[str, Any]], argv: Sequence[st
         runs = by_arm[arm.name]
         arms[arm.name] = {
             "overrides": list(arm.overrides),
+            "config": study.resolve(arm, study.seeds[0]),  # resolved at the first seed: the presets' values
             "summary": {m: mean_interval([runs[s][m] for s in sorted(runs)]) for m in METRICS},
             "paired_vs_baseline": None if arm.name == study.baseline else {
                 m: paired_difference({s: runs[s][m] for s in runs},

@@ -52,6 +52,8 @@ def test_study_json_aggregates_every_run(finished_study):
     paired = data["arms"]["pada"]["paired_vs_baseline"]["kendall_tau"]
     assert paired["mean"] == pytest.approx(np.mean([taus[("pada", s)] - taus[("uniform", s)] for s in (0, 1)]))
     assert data["arms"]["uniform"]["paired_vs_baseline"] is None
+    resolved = data["arms"]["pada"]["config"]  # each arm's resolved config: what the presets made of it
+    assert resolved["strategy"]["name"] == "pada" and resolved["supernet"]["C"] == 4
     assert all(r["num_archs"] == 10 for r in data["runs"])  # dedup: the 10 trained networks
     assert (root / "results" / "tiny" / "runs" / "pada-s1.csv").is_file()
     assert data["environment"]["torch"] and data["command"].startswith("nas study")
@@ -93,3 +95,26 @@ def test_mean_interval_and_paired_difference_edge_cases():
     assert study.mean_interval([0.5])["ci_low"] is None
     same = study.paired_difference({0: 0.5, 1: 0.6}, {0: 0.4, 1: 0.5})
     assert same["mean"] == pytest.approx(0.1) and same["p_value"] is None  # constant differences: no test
+
+
+def test_report_curves_and_pada_sections_come_from_the_runs(finished_study, tmp_path):
+    import csv
+
+    root, _ = finished_study
+    results = root / "results"
+    curves = reports.curves_section("tiny", results)
+    last = {}
+    for arm in ("uniform", "pada"):
+        accs = []
+        for seed in (0, 1):
+            with open(results / "tiny" / "runs" / f"{arm}-s{seed}.csv", newline="") as fh:
+                accs.append(float(list(csv.DictReader(fh))[-1]["train_acc"]))
+        last[arm] = np.mean(accs)
+        row = next(line for line in curves.splitlines() if line.startswith(f"| {arm} |"))
+        assert row.split(" | ")[3].startswith(f"{last[arm]:.1f}")  # mean over seeds of the last epoch's train acc
+    assert (results / "tiny" / "curves.png").is_file()
+    pada = reports.pada_section("tiny", results)
+    rows = [line for line in pada.splitlines() if line.startswith("| ") and not line.startswith("| arm")]
+    assert [r.split(" | ")[0] for r in rows] == ["| pada"]  # only the PA&DA arms
+    probs = [float(v) for v in rows[0].split(" | ")[1].split(" / ")]
+    assert sum(probs) == pytest.approx(1.0, abs=0.01) and (results / "tiny" / "pada.png").is_file()
