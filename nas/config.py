@@ -288,6 +288,7 @@ SCHEMA: dict[str, Check] = {
     "rank.metric": _path(nullable=False),
     "rank.archs": _int(2),
     "rank.split": _choice("valid", "test", "train"),
+    "rank.dedup": _bool,
     "search.method": _choice("evolution", "random", "none"),
     "search.budget": _int(1),
     "search.population": _int(1),

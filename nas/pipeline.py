@@ -266,7 +266,7 @@ def _sample_check(config: dict, net, space, bundle, reporter: Reporter) -> dict[
     """How well the trained supernet serves the space as a whole: the inherited valid accuracy of
     `eval.sample_check` uniformly sampled archs (seeded, the same archs for every strategy with that seed).
     A search can pick a good arch from a supernet that serves most of the space badly; this shows which."""
-    count = config["eval"]["sample_check"]
+    count = config["eval"].get("sample_check", 0)  # runs written before the key existed: off
     if count <= 0 or bundle.valid is None:
         return None
     rng = np.random.default_rng(derive_seed(config["seed"], STREAM_SAMPLE_CHECK))
@@ -313,7 +313,7 @@ def _rank_monitor(config: dict, net, space, bundle):
     if bench.space != space.name:
         raise UserError(f"rank.benchmark {bench.name} is for space {bench.space!r}, not {space.name!r}")
     dataset = truth_dataset(bench, rc["dataset"], bundle.name)
-    chosen = choose_archs(bench, rc["archs"], config["seed"])
+    chosen = choose_archs(bench, rc["archs"], config["seed"], rc.get("dedup", False))
     truth = bench.query_many(chosen, dataset, rc["metric"])
     archs = [space.parse(a) for a in chosen]
     evaluator = make_evaluator(config, net, bundle, rc["split"])

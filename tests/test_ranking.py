@@ -147,3 +147,22 @@ def test_notebook_runs_top_to_bottom(run_dir, bench_dir, tmp_path, monkeypatch):
     assert len(images) >= 3  # tau over epochs, scatter, precision@k
     table = outputs[-1]["data"]["text/plain"]
     assert "kendall_tau" in table and os.path.basename(run_dir) in table
+
+
+def test_rank_every_samples_distinct_networks_with_rank_dedup(tmp_path, bench_dir, monkeypatch):
+    """rank.dedup reaches the --rank-every sample: the monitor asks for one arch per class of identical networks."""
+    from nas import rank
+
+    asked = []
+    real = rank.choose_archs
+
+    def spy(bench, count, seed, dedup=False):
+        asked.append(dedup)
+        return real(bench, count, seed, dedup)
+
+    monkeypatch.setattr(rank, "choose_archs", spy)
+    args = ["search", "--dataset", "digits", "--epochs", "1", "--rank-every", "1", "--rank-benchmark", str(bench_dir),
+            "--set", "rank.archs=6", "--set", "rank.dedup=true", "--set", "search.method=none", "--out",
+            str(tmp_path / "r"), *TINY_RUN]
+    assert main(args) == 0
+    assert asked == [True]
