@@ -12,8 +12,12 @@ from nas.errors import UserError
 def test_defaults_resolve_and_dataset_preset_applies():
     config = cfg.resolve()
     assert config["space"]["name"] == "nb201" and config["data"]["name"] == "digits"
-    assert config["train"]["epochs"] == 20  # configs/datasets/digits.yaml overrides defaults.yaml's 50
-    assert config["supernet"] == {"C": 16, "N": 5, "affine": False, "bn_mode": "batch"}
+    # configs/datasets/digits.yaml over defaults.yaml, then configs/spaces/nb201/digits.yaml over both
+    pair = yaml.safe_load((cfg.presets_dir() / "spaces" / "nb201" / "digits.yaml").read_text())
+    assert config["train"]["weight_decay"] == 5.0e-4 and config["eval"]["calib_batches"] == 4  # dataset preset
+    assert config["train"]["epochs"] == pair["train"]["epochs"] != 20  # the pair preset wins over the dataset's
+    assert config["supernet"] == {"C": 8, "N": 1, "affine": False, "bn_mode": "batch"}
+    assert cfg.resolve(overrides=["data.name=synthetic"])["supernet"]["C"] == 16  # only for nb201 + digits
 
 
 def test_layers_apply_in_order(tmp_path):

@@ -126,8 +126,8 @@ def test_path_costs_decode_hard_samples_and_skip_relaxed_ones():
 
 def test_cost_task_carries_the_supernet_options_the_costs_need():
     bundle = SimpleNamespace(num_classes=10, in_channels=3, image_size=32)
-    nb201 = cfg.resolve([], {"space.name": "nb201"}, ["supernet.C=8"])
-    assert _task(nb201, bundle) == dict(num_classes=10, in_channels=3, image_size=32, C=8, N=5)
+    nb201 = cfg.resolve([], {"space.name": "nb201"}, ["supernet.C=12", "supernet.N=3"])
+    assert _task(nb201, bundle) == dict(num_classes=10, in_channels=3, image_size=32, C=12, N=3)
     darts = cfg.resolve([], {"space.name": "darts"})
     assert _task(darts, bundle) == dict(num_classes=10, in_channels=3, image_size=32)
     mobilenet = cfg.resolve([], {"space.name": "mobilenet"}, ["supernet.width_mult=0.75"])

@@ -277,7 +277,7 @@ def test_shipped_sweeps_are_valid_and_listed(capsys):
     smoke = sweep.load_sweep("digits_smoke")
     assert [(p.key, p.values) for p in smoke.params] == [("strategy.name", ("uniform", "pada")), ("seed", (0, 1))]
     grid = sweep.load_sweep("strategies_nb201")
-    assert math.prod(len(p.values) for p in grid.params) == 6 and grid.metric == "best_score"
+    assert math.prod(len(p.values) for p in grid.params) == 6 and grid.metric == "kendall_tau"
     assert main(["list"]) == 0
     assert "sweeps (nas tune NAME):\n  digits_smoke" in capsys.readouterr().out
 
