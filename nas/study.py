@@ -142,6 +142,13 @@ def load_study(name: str) -> Study:
 
 
 # --- running ---------------------------------------------------------------------------------------------
+def _portable(source: str) -> str:
+    """A shipped spec as `configs/studies/<file>` (the same on every checkout), any other spec as given."""
+    path = Path(source).resolve()
+    shipped = (cfg.presets_dir() / "studies").resolve()
+    return f"configs/studies/{path.relative_to(shipped).as_posix()}" if path.is_relative_to(shipped) else source
+
+
 def _rank_args(rank: Mapping[str, Any]) -> dict[str, Any]:
     archs = rank.get("archs", "all")
     return {"benchmark": rank["benchmark"], "dataset": rank.get("dataset"), "metric": rank.get("metric", "test_acc"),
@@ -290,7 +297,7 @@ def write_results(study: Study, records: list[dict[str, Any]], argv: Sequence[st
         "name": study.name,
         "description": study.description,
         "command": " ".join(["nas", *argv]),
-        "spec": study.source,
+        "spec": _portable(study.source),
         "base": {"config": list(study.base_config), "set": list(study.base_overrides)},
         "seeds": list(study.seeds),
         "baseline": study.baseline,

@@ -118,3 +118,13 @@ def test_report_curves_and_pada_sections_come_from_the_runs(finished_study, tmp_
     assert [r.split(" | ")[0] for r in rows] == ["| pada"]  # only the PA&DA arms
     probs = [float(v) for v in rows[0].split(" | ")[1].split(" / ")]
     assert sum(probs) == pytest.approx(1.0, abs=0.01) and (results / "tiny" / "pada.png").is_file()
+
+
+def test_study_json_names_a_shipped_spec_the_same_on_every_checkout(tmp_path):
+    from nas import config as cfg
+
+    shipped = cfg.presets_dir() / "studies" / "samplers_nb201_digits.yaml"
+    assert study._portable(str(shipped)) == "configs/studies/samplers_nb201_digits.yaml"
+    assert study._portable(str(shipped.resolve())) == "configs/studies/samplers_nb201_digits.yaml"
+    own = tmp_path / "mine.yaml"
+    assert study._portable(str(own)) == str(own)
