@@ -49,9 +49,15 @@ class Supernet(nn.Module):
 
     space: Space
     num_classes: int
-    # How a path can be given: `single` (an Arch), `mix` (ArchWeights without `hard`: the weighted sum of
-    # candidates) and `hard` (ArchWeights with `hard`: one candidate per decision, weights for the gradient).
+    # How a path can be given (what `Strategy.mode()` names): `single` (an Arch), `mix` (ArchWeights without `hard`:
+    # a relaxed arch, run by the build mode below) and `hard` (ArchWeights with `hard`: one candidate per decision,
+    # weights for the gradient).
     modes: tuple[str, ...] = ("single",)
+    # Build modes (`supernet.mode`, specs/ALGORITHMS.md §0.3) in which this supernet runs relaxed archs (ArchWeights
+    # without `hard`): `mix` (weighted sum of candidate outputs) and/or `entangle` (TangleNAS: one superposed op per
+    # entangled group). Empty: no relaxed archs. The instance's choice is `self.mode`.
+    relaxations: tuple[str, ...] = ()
+    mode: str = "mix"
     # Whether `choice_slices()` names what candidates train (their own parameters, or slices of shared ones).
     # Strategies that read per-candidate gradients (PA&DA) refuse a space whose supernet does not: every candidate
     # would look alike to them. A class attribute, so that the config check can read it before anything is built
@@ -59,7 +65,7 @@ class Supernet(nn.Module):
     choice_gradients: bool = True
 
     def forward(self, x: torch.Tensor, arch: Arch | ArchWeights) -> torch.Tensor:  # pragma: no cover - abstract
-        """One path (`Arch`), or the `mix` relaxation (`ArchWeights`): weighted sum of candidate outputs."""
+        """One path (`Arch`), or a relaxed arch (`ArchWeights`) run in the build's `mode` (`mix` or `entangle`)."""
         raise NotImplementedError
 
     # Scope of the parameters of `cells.<i>` that are not candidate ops (NB201: reduction blocks; DARTS: input
@@ -96,8 +102,14 @@ class Supernet(nn.Module):
         }
         for key, _, p in self.parameter_registry():
             if key.label is not None:
-                out[(key.label, key.choice)].append(p)
+                for choice in self._choice_users(key):
+                    out[(key.label, choice)].append(p)
         return out
+
+    def _choice_users(self, key: ChoiceKey) -> tuple[Hashable, ...]:
+        """The candidates that compute with the parameters under registry key `key`: its own candidate, unless the
+        module is shared by an entangled group (then every member of the group; `supernets.mixed.MixedOp.users`)."""
+        return (key.choice,)
 
     def choice_slices(self) -> ChoiceSlices:
         """`(label, choice) -> [(parameter, index)]`: the part `parameter[index]` of each tensor that candidate

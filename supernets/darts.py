@@ -12,10 +12,16 @@ Execution modes (specs/ALGORITHMS.md §0.3):
 - `forward(x, arch)` with a discrete `Arch`: each node sums its two chosen (input, op) pairs; only those ops
   run. Plans are cached per cell and genotype half.
 - `forward(x, ArchWeights(weights))`, `weights` of shape `[28, 8]` (`RELAXED_ROWS` x `PRIMITIVES`, the layout
-  of `DartsSpace.relaxation()`): every node sums the weighted outputs of all candidates of all its incoming
-  edges (`none` adds nothing; entries the space's `relaxation_mask()` forbids are skipped). With
-  `ArchWeights.hard` (28 chosen column indices, GDAS) only the chosen op of each edge runs and the other
-  weights of the row are added as scalars so that they still get a gradient.
+  of `DartsSpace.relaxation()`), in the build's `mode` (`supernets.mixed`): with `mix` every node sums the
+  weighted outputs of all candidates of all its incoming edges (`none` adds nothing; entries the space's
+  `relaxation_mask()` forbids are skipped); with `entangle` (TangleNAS, §3.3) each edge runs one separable conv
+  with the superposed 5x5 depthwise kernels `a_3 * Pad(W[.., 1:4, 1:4]) + a_5 * W` (both depthwise convs; the
+  pointwise convs are shared whole), one dilated conv likewise (dilation 2, padding 4), and adds the pools and
+  the skip as in `mix`. With `ArchWeights.hard` (28 chosen column indices, GDAS) only the chosen op of each edge
+  runs (in `entangle`, its group's superposed op) and the other weights of the row are added as scalars so that
+  they still get a gradient.
+- In the `entangle` build the 3x3 separable and dilated candidates have no weights of their own on any path: they
+  are the centre taps of the 5x5 candidates' kernels, also in `choice_slices()` and in the exported child.
 
 Export: the child (`DartsNetwork` with `search_ops=True`) has the search cell's ops (pool + BN, cell BN with the
 supernet's `affine`) but affine BN in the preprocessing. That is the network `DartsSpace.params(...,
@@ -44,9 +50,19 @@ from torch import nn
 from searchspaces import Arch, Space
 from searchspaces.darts import CELLS, EDGES, NODES, PRIMITIVES
 
-from .base import ArchWeights, Supernet
+from .base import ArchWeights, ChoiceKey, ChoiceSlices, Supernet
 from .bn import check_mode, make_bn
-from .darts_ops import CellPlan, DartsNetwork, cell_layout, make_op, make_preprocess, run_cell
+from .darts_ops import (
+    ENTANGLED_GROUPS,
+    CellPlan,
+    DartsNetwork,
+    cell_layout,
+    make_entangled_op,
+    make_op,
+    make_preprocess,
+    run_cell,
+)
+from .mixed import MixedOp, Policy, combine, policy
 from .nb201 import NB201Network
 
 # Rows of a relaxed DARTS arch: the 14 edges of the normal cell, then those of the reduce cell.
@@ -71,21 +87,28 @@ def onehot_weights(space: Space, arch: Arch) -> torch.Tensor:
 
 
 class SearchCell(nn.Module):
-    """A DARTS search cell: preprocessing plus every candidate op (but `none`) on each of the 14 edges."""
+    """A DARTS search cell: preprocessing plus the candidates (but `none`) of each of the 14 edges as a `MixedOp`;
+    with `entangle`, each group of `ENTANGLED_GROUPS` is one shared module under its largest candidate's name."""
 
-    def __init__(self, kind: str, c_pp: int, c_p: int, c: int, reduction_prev: bool, affine: bool, bn_mode: str):
+    def __init__(self, kind: str, c_pp: int, c_p: int, c: int, reduction_prev: bool, affine: bool, bn_mode: str,
+                 entangle: bool = False):
         super().__init__()
         self.kind = kind
         self.preprocess0, self.preprocess1 = make_preprocess(c_pp, c_p, c, reduction_prev, affine, bn_mode)
         self.edges = nn.ModuleDict()
+        members = {op: (key, k) for key, group in ENTANGLED_GROUPS.items() for op, k in group.items()}
         for t, s in EDGES:
             stride = 2 if kind == "reduce" and s < 2 else 1
-            candidates = nn.ModuleDict()
+            modules: dict[str, nn.Module] = {}
             for op in PRIMITIVES:
+                if entangle and op in members:
+                    if op in ENTANGLED_GROUPS:
+                        modules[op] = make_entangled_op(op, c, stride, affine, bn_mode)
+                    continue
                 module = make_op(op, c, stride, affine, bn_mode, search_ops=True)
                 if module is not None:
-                    candidates[op] = module
-            self.edges[f"{t}<-{s}"] = candidates
+                    modules[op] = module
+            self.edges[f"{t}<-{s}"] = MixedOp(PRIMITIVES, modules, members if entangle else None)
         self._plans: dict[tuple[Hashable, ...], CellPlan] = {}
 
     def plan(self, block: tuple[Hashable, ...]) -> CellPlan:
@@ -95,7 +118,7 @@ class SearchCell(nn.Module):
             if len(self._plans) >= _PLAN_CACHE:  # random sampling rarely repeats a genotype half: keep it bounded
                 self._plans.clear()
             cached = tuple(
-                tuple((src, self.edges[f"{node}<-{src}"][op]) for src, op in
+                tuple((src, self.edges[f"{node}<-{src}"].path(op)) for src, op in
                       ((block[4 * k], block[4 * k + 1]), (block[4 * k + 2], block[4 * k + 3])))
                 for k, node in enumerate(NODES)
             )
@@ -105,34 +128,19 @@ class SearchCell(nn.Module):
     def single(self, s0: torch.Tensor, s1: torch.Tensor, block: tuple[Hashable, ...]) -> torch.Tensor:
         return run_cell(self.preprocess0(s0), self.preprocess1(s1), self.plan(block))
 
-    def mixed(self, s0: torch.Tensor, s1: torch.Tensor, w: torch.Tensor, hard: Sequence[int] | None,
-              allowed: Sequence[Sequence[int]]) -> torch.Tensor:
-        """The `mix` relaxation over this cell's 14 rows `w` (see the module docstring); `hard` holds this cell's
-        14 chosen columns (GDAS), `allowed` the columns to run per row (no `none`, no masked entry)."""
+    def relaxed(self, s0: torch.Tensor, s1: torch.Tensor, w: torch.Tensor, hard: Sequence[int] | None,
+                allowed: Sequence[Sequence[int]], policy: Policy) -> torch.Tensor:
+        """A relaxed arch over this cell's 14 rows `w` under `policy` (see the module docstring); `hard` holds this
+        cell's 14 chosen columns (GDAS), `allowed` the columns to run per row (no `none`, no masked entry)."""
         states = [self.preprocess0(s0), self.preprocess1(s1)]
         for node in NODES:
-            out: torch.Tensor | None = None
-            scalar: torch.Tensor | None = None
-            for row, (t, s) in enumerate(EDGES):
-                if t != node:
-                    continue
-                candidates = self.edges[f"{t}<-{s}"]
-                terms: list[torch.Tensor] = []
-                if hard is not None:
-                    k = hard[row]
-                    extra = w[row].sum() - w[row, k]
-                    if k != 0:  # a chosen `none` outputs zero (its weight gets no gradient, as in NB201)
-                        terms.append(w[row, k] * candidates[PRIMITIVES[k]](states[s]))
-                    scalar = extra if scalar is None else scalar + extra
-                else:
-                    terms = [w[row, k] * candidates[PRIMITIVES[k]](states[s]) for k in allowed[row]]
-                for term in terms:
-                    out = term if out is None else out + term
+            out, scalar = combine(
+                policy(self.edges[f"{t}<-{s}"], states[s], w, row, allowed[row], None if hard is None else hard[row])
+                for row, (t, s) in enumerate(EDGES) if t == node
+            )
             if out is None:  # nothing ran (all `none`): a zero node of the right shape
                 out = states[1].new_zeros(_node_shape(states[1], self.kind == "reduce"))
-            if scalar is not None:
-                out = out + scalar
-            states.append(out)
+            states.append(out if scalar is None else out + scalar)
         return torch.cat(states[2:], dim=1)
 
 
@@ -146,17 +154,23 @@ _CHILD_OP_KEY = re.compile(r"^cells\.(\d+)\.ops\.(\d+)\.(.*)$")
 
 
 class DartsSupernet(Supernet):
-    """Weight-sharing DARTS search network: `net(x, arch)` runs one genotype, `net(x, ArchWeights)` the relaxation."""
+    """Weight-sharing DARTS search network: `net(x, arch)` runs one genotype, `net(x, ArchWeights)` a relaxed arch
+    in the build's `mode`: `mix` (separate weights, weighted sum of outputs) or `entangle` (TangleNAS: sep_conv_3x3
+    and dil_conv_3x3 are the centre taps of the 5x5 candidates, on every path, and a relaxed edge runs one
+    superposed op per group; `scale_group_by_mass` multiplies a group's output by its total weight)."""
 
     modes = ("single", "mix", "hard")
+    relaxations = ("mix", "entangle")
 
     def __init__(self, space: Space, num_classes: int = 10, C: int = 16, layers: int = 8, in_channels: int = 3,
-                 bn_mode: str = "batch", affine: bool = False, stem_multiplier: int = 3):
+                 bn_mode: str = "batch", affine: bool = False, stem_multiplier: int = 3, mode: str = "mix",
+                 scale_group_by_mass: bool = False):
         super().__init__()
         if space.name != "darts":
             raise ValueError(f"DartsSupernet needs the darts space, got {space.name!r}")
         check_mode(bn_mode)
         self.space = space
+        self.mode, self.policy = mode, policy(mode, scale_group_by_mass)
         self.num_classes, self.C, self.layers, self.in_channels = num_classes, C, layers, in_channels
         self.bn_mode, self.affine, self.stem_multiplier = bn_mode, affine, stem_multiplier
         c_stem = stem_multiplier * C
@@ -166,7 +180,7 @@ class DartsSupernet(Supernet):
         c_out = c_stem
         for c_pp, c_p, c, reduction, reduction_prev in cell_layout(C, layers, stem_multiplier):
             self.cells.append(SearchCell("reduce" if reduction else "normal", c_pp, c_p, c, reduction_prev, affine,
-                                         bn_mode))
+                                         bn_mode, entangle=mode == "entangle"))
             c_out = 4 * c
         self.classifier = nn.Linear(c_out, num_classes)
         self._set_mask()
@@ -180,7 +194,8 @@ class DartsSupernet(Supernet):
                     bn_mode=self.bn_mode, affine=self.affine, stem_multiplier=self.stem_multiplier)
 
     def forward(self, x: torch.Tensor, arch: Arch | ArchWeights) -> torch.Tensor:
-        """The single path of an `Arch`, or the `mix` relaxation of `ArchWeights` (`[28, 8]`, see RELAXED_ROWS)."""
+        """The single path of an `Arch`, or a relaxed arch (`ArchWeights`, `[28, 8]`, see RELAXED_ROWS) in the build's
+        mode."""
         s0 = s1 = self.stem(x)
         n = len(EDGES)
         if isinstance(arch, ArchWeights):
@@ -193,7 +208,7 @@ class DartsSupernet(Supernet):
             for cell in self.cells:
                 off = n if cell.kind == "reduce" else 0
                 hard = None if arch.hard is None else arch.hard[off: off + n]
-                s0, s1 = s1, cell.mixed(s0, s1, w[off: off + n], hard, self._allowed[off: off + n])
+                s0, s1 = s1, cell.relaxed(s0, s1, w[off: off + n], hard, self._allowed[off: off + n], self.policy)
         else:
             choices = arch.choices
             half = len(choices) // 2
@@ -218,8 +233,31 @@ class DartsSupernet(Supernet):
                 continue
             cell, edge = key.label.split(":")
             node = edge.split("<-")[0]
-            for j in (0, 1):
-                out[(f"{cell}.n{node}.op{j}", key.choice)].append(p)
+            for choice in self._choice_users(key):
+                for j in (0, 1):
+                    out[(f"{cell}.n{node}.op{j}", choice)].append(p)
+        return out
+
+    def _choice_users(self, key: ChoiceKey) -> tuple[Hashable, ...]:
+        """In the `entangle` build a group's module (`sep_conv_5x5`, `dil_conv_5x5`) serves its 3x3 member too."""
+        if key.scope != "cell":
+            return (key.choice,)
+        return self.cells[key.index].edges[key.label.split(":")[1]].users(key.choice)
+
+    def choice_slices(self) -> ChoiceSlices:
+        """Whole parameters per candidate (`mix` build); in the `entangle` build a 3x3 member of a group trains the
+        centre taps of the shared depthwise kernels and the shared pointwise convs and BNs, a part of what its 5x5
+        partner trains (slices overlap: §0.4). Mapped to both op slots of a node, as `choice_parameters()`."""
+        if self.mode != "entangle":
+            return super().choice_slices()
+        out: ChoiceSlices = {(d.label, c): [] for d in self.space.decisions for c in d.candidates}
+        for cell in self.cells:
+            for edge, mixed in cell.edges.items():
+                node = edge.split("<-")[0]
+                for choice in mixed.choices:
+                    parts = mixed.slice_index(choice)
+                    for j in (0, 1):
+                        out[(f"{cell.kind}.n{node}.op{j}", choice)] += parts
         return out
 
     def export(self, arch: Arch, inherit: bool = True) -> DartsNetwork:
@@ -236,12 +274,21 @@ class DartsSupernet(Supernet):
         if inherit:
             source = self.state_dict()
             state = child.state_dict()
+            sliced: dict[tuple[int, int], dict[str, torch.Tensor]] = {}
             for key in state:
                 m = _CHILD_OP_KEY.match(key)
                 if m:
                     index, j, rest = int(m.group(1)), int(m.group(2)), m.group(3)
                     op, src = genotype[self.cells[index].kind][j]
-                    key_in = f"cells.{index}.edges.{NODES[j // 2]}<-{src}.{op}.{rest}"
+                    edge = f"{NODES[j // 2]}<-{src}"
+                    mixed = self.cells[index].edges[edge]
+                    if op in mixed.slices:  # entangle build: the op's slice of its group's module
+                        owner, spec = mixed.slices[op]
+                        if (index, j) not in sliced:
+                            sliced[(index, j)] = mixed[owner].slice_state(spec)
+                        state[key] = sliced[(index, j)][rest]
+                        continue
+                    key_in = f"cells.{index}.edges.{edge}.{op}.{rest}"
                 else:
                     key_in = key
                 if key_in in source:  # preprocessing BN weights exist only in an affine supernet

@@ -15,7 +15,7 @@ ReLU-conv1x1-BN) have affine BN, as the analytic counts assume.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -24,6 +24,7 @@ from torch import nn
 from searchspaces.darts import CELLS, CONCAT, NODES, PRIMITIVES
 
 from .bn import check_mode, make_bn
+from .elastic import SlicedKernels
 
 _KERNEL = {"sep_conv_3x3": 3, "sep_conv_5x5": 5, "dil_conv_3x3": 3, "dil_conv_5x5": 5}
 
@@ -86,6 +87,35 @@ class DilConv(nn.Sequential):
         super().__init__(*_dw_pw_bn(c, kernel, stride, 2, affine, bn_mode))
 
 
+class EntangledSepConv(SlicedKernels, SepConv):
+    """The group {sep_conv_3x3, sep_conv_5x5} of the `entangle` build: one SepConv with 5x5 depthwise kernels, the
+    3x3 candidate their centre taps in BOTH depthwise convs; pointwise convs and BNs shared whole (TangleNAS,
+    specs/ALGORITHMS.md §3.3)."""
+
+    sliced = (1, 5)
+
+
+class EntangledDilConv(SlicedKernels, DilConv):
+    """The group {dil_conv_3x3, dil_conv_5x5} of the `entangle` build: one dilated (2) 5x5 depthwise kernel, padding
+    4; the 3x3 candidate is its centre taps at padding 2 (the same sampling positions); pointwise conv and BN
+    shared whole."""
+
+    sliced = (1,)
+
+
+# The entangled groups of the DARTS ops: group module key (its largest candidate) -> {candidate: kernel size}.
+ENTANGLED_GROUPS: dict[str, dict[str, int]] = {
+    "sep_conv_5x5": {"sep_conv_3x3": 3, "sep_conv_5x5": 5},
+    "dil_conv_5x5": {"dil_conv_3x3": 3, "dil_conv_5x5": 5},
+}
+
+
+def make_entangled_op(key: str, c: int, stride: int, affine: bool, bn_mode: str) -> nn.Module:
+    """The shared module of an entangled group (`ENTANGLED_GROUPS`), with the largest candidate's kernel."""
+    kind = EntangledSepConv if key.startswith("sep_conv") else EntangledDilConv
+    return kind(c, _KERNEL[key], stride, affine, bn_mode)
+
+
 def make_op(op: str, c: int, stride: int, affine: bool, bn_mode: str, search_ops: bool) -> nn.Module | None:
     """One candidate op of a cell edge with `c` channels in and out; `none` has no module.
 
@@ -114,7 +144,7 @@ def drop_path(x: torch.Tensor, prob: float) -> torch.Tensor:
 
 
 # A cell plan: for nodes 2..5, the (source state, op module) pairs summed into the node.
-CellPlan = tuple[tuple[tuple[int, nn.Module], ...], ...]
+CellPlan = tuple[tuple[tuple[int, Callable[[torch.Tensor], torch.Tensor]], ...], ...]
 
 
 def run_cell(s0: torch.Tensor, s1: torch.Tensor, plan: CellPlan, drop_prob: float = 0.0) -> torch.Tensor:

@@ -17,6 +17,8 @@ an exported network therefore computes what the supernet computes for that arch.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Hashable, Mapping
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -24,6 +26,7 @@ from torch import nn
 from searchspaces.mobilenet import make_divisible
 
 from .base import Index
+from .mixed import group_factor
 
 
 def centre_taps(size: int, kernel: int) -> tuple[slice, slice]:
@@ -37,6 +40,77 @@ def centre_taps(size: int, kernel: int) -> tuple[slice, slice]:
 def centre_crop(weight: torch.Tensor, kernel: int) -> torch.Tensor:
     """The centre `kernel x kernel` taps of a `[..., K, K]` weight (K and kernel odd)."""
     return weight[(..., *centre_taps(weight.shape[-1], kernel))]
+
+
+def kernel_superposition(weights: Mapping[int, torch.Tensor], size: int) -> torch.Tensor:
+    """The `[size, size]` mask `sum_k weights[k] * Pad(1_{k x k})`: a `size x size` kernel times it is the
+    weighted sum of its zero-padded centre crops (TangleNAS's superposed kernel, specs/ALGORITHMS.md §3.1), and at a
+    one-hot weight exactly the zero-padded crop. Keyed by kernel size, never by position."""
+    mask: torch.Tensor | None = None
+    for kernel, weight in weights.items():
+        if kernel > size or kernel % 2 == 0:
+            raise ValueError(f"kernel {kernel} must be odd and at most {size}")
+        offset = torch.arange(size, device=weight.device) - size // 2
+        radius = torch.maximum(offset[:, None].abs(), offset[None, :].abs())  # Chebyshev distance from the centre
+        term = weight * (radius <= kernel // 2).to(weight.dtype)
+        mask = term if mask is None else mask + term
+    if mask is None:
+        raise ValueError("a superposition needs the weight of at least one kernel")
+    return mask
+
+
+class SlicedKernels:
+    """Mixin for an `nn.Sequential` op whose convs at positions `sliced` hold the largest kernel of an entangled
+    group (NB201's 1x1 inside the 3x3 conv, DARTS's 3x3 inside the 5x5 separable/dilated convs): candidate `k` is
+    the op with the centre `k x k` taps of those kernels and the same dilation, padding `dilation * (k - 1) // 2`
+    (so every candidate keeps the output size); every other layer (pointwise convs, BN, a conv bias) is shared
+    whole. `forward_slice(x, k)` runs one candidate, `forward_superposed(x, {k: a_k})` ONE op at the largest kernel
+    with `W * kernel_superposition(a)` (a plain tensor recomputed from the parameter on every call)."""
+
+    sliced: tuple[int, ...] = ()
+
+    @property
+    def max_kernel(self) -> int:
+        return self[self.sliced[0]].kernel_size[0]
+
+    def _run(self, x: torch.Tensor, kernel_of: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+        for i, layer in enumerate(self):
+            if i in self.sliced:
+                weight = kernel_of(layer.weight)
+                padding = layer.dilation[0] * (weight.shape[-1] - 1) // 2
+                x = F.conv2d(x, weight, layer.bias, layer.stride, padding, layer.dilation, layer.groups)
+            else:
+                x = layer(x)
+        return x
+
+    def forward_slice(self, x: torch.Tensor, spec: int) -> torch.Tensor:
+        if spec == self.max_kernel:
+            return self(x)
+        return self._run(x, lambda weight: centre_crop(weight, spec))
+
+    def forward_superposed(self, x: torch.Tensor, weights: Mapping[int, torch.Tensor],
+                           scale_by_mass: bool = False) -> torch.Tensor:
+        mask = kernel_superposition(weights, self.max_kernel)
+        mass = None
+        for weight in weights.values():
+            mass = weight if mass is None else mass + weight
+        return self._run(x, lambda weight: weight * mask) * group_factor(mass, scale_by_mass)
+
+    def slice_index(self, spec: int) -> list[tuple[nn.Parameter, Index]]:
+        """What candidate `spec` computes with: the centre taps of the sliced kernels, every other parameter whole."""
+        out: list[tuple[nn.Parameter, Index]] = []
+        for i, layer in enumerate(self):
+            for name, p in layer.named_parameters(recurse=True):
+                taps = centre_taps(self.max_kernel, spec) if i in self.sliced and name == "weight" else None
+                out.append((p, (slice(None), slice(None), *taps) if taps else ()))
+        return out
+
+    def slice_state(self, spec: int) -> dict[str, torch.Tensor]:
+        """The state dict of the standalone op of candidate `spec` (same layout, cropped kernels), copied."""
+        state = {key: value.detach().clone() for key, value in self.state_dict().items()}
+        for i in self.sliced:
+            state[f"{i}.weight"] = centre_crop(state[f"{i}.weight"], spec).clone()
+        return state
 
 
 def crop_to_input(weight: torch.Tensor, height: int, width: int) -> torch.Tensor:
@@ -217,6 +291,13 @@ class ElasticSE(nn.Module):
         y = F.relu(self.reduce(y, se_squeeze(channels, self.reduction)))
         return x * F.hardsigmoid(self.expand(y, channels))
 
+    def forward_masked(self, x: torch.Tensor, squeeze_mask: torch.Tensor) -> torch.Tensor:
+        """The SE at its largest width with the squeeze units scaled by `squeeze_mask` (`[squeeze]`, >= 0): the
+        superposition of the squeeze widths of several candidates (`ElasticMBConv.forward_superposed`)."""
+        y = x.mean((2, 3), keepdim=True)
+        y = F.relu(self.reduce(y) * squeeze_mask.view(1, -1, 1, 1).to(y.dtype))
+        return x * F.hardsigmoid(self.expand(y, x.shape[1]))
+
     def export(self, channels: int) -> SqueezeExcite:
         squeeze = se_squeeze(channels, self.reduction)
         se = SqueezeExcite(channels, squeeze)
@@ -321,6 +402,59 @@ class ElasticMBConv(nn.Module):
         if gate is not None:
             y = y * gate.to(y.dtype)
         return x + y if self.residual else y
+
+    # --- an entangled group of (expand, kernel) candidates (supernets.mixed.Sliceable) ----------------
+    def forward_slice(self, x: torch.Tensor, spec: tuple[float, int]) -> torch.Tensor:
+        """Candidate `spec = (expand, kernel)` at its real size: `forward(x, kernel, expand)`."""
+        expand, kernel = spec
+        return self(x, kernel, expand)
+
+    def forward_superposed(self, x: torch.Tensor, weights: Mapping[Hashable, torch.Tensor],
+                           scale_by_mass: bool = False) -> torch.Tensor:
+        """TangleNAS's superposition of candidates `(expand, kernel) -> a` (keyed by value) in ONE block call at
+        the largest size. Each weight the candidates slice becomes `sum_m a_m * Pad(Slice_m(W))`, a plain tensor
+        recomputed on every call:
+
+        - the depthwise kernel: `W * sum_m a_m 1[c < h_m] 1[tap within k_m]` (channel c, `h_m` the hidden width);
+        - the hidden channels the expand ratio slices: the activations after the depthwise block are scaled by
+          `sum_m a_m 1[c < h_m]` before the SE block and the projection, i.e. the input columns of both are
+          superposed (the channel-masked expand of the elastic layers); the SE's squeeze units likewise by
+          `sum_m a_m 1[q < se_squeeze(h_m)]`.
+
+        The expand conv and the BNs run at the largest width: a BN normalises a scaled channel back, so weighting
+        them would only add work. A residual block's skip belongs to every candidate, so it is weighted by the
+        total `sum_m a_m`; the rest of the output is multiplied by `group_factor` (0 when every weight is 0, the
+        total with `scale_by_mass`). At a one-hot weight every channel beyond the candidate's width and every tap
+        beyond its kernel contributes exactly zero, so the output is the candidate's (`forward_slice`), up to
+        rounding; in training mode the BN running statistics of the wider channels are updated too."""
+        specs = list(weights)
+        return self.superposed(x, specs, torch.stack([weights[spec] for spec in specs]), scale_by_mass)
+
+    def superposed(self, x: torch.Tensor, specs: list[tuple[float, int]], a: torch.Tensor,
+                   scale_by_mass: bool = False) -> torch.Tensor:
+        """`forward_superposed` with the candidates' weights stacked: `a[m]` is the weight of `specs[m]`."""
+        hidden, size = self.depthwise.weight.shape[0], self.depthwise.kernel_size[0]
+        device, dtype = a.device, a.dtype
+        channel = torch.arange(hidden, device=device)
+        widths = torch.stack([channel < self.hidden_channels(e) for e, _ in specs]).to(dtype)  # [M, hidden]
+        offset = torch.arange(size, device=device) - size // 2
+        radius = torch.maximum(offset[:, None].abs(), offset[None, :].abs())
+        taps = torch.stack([radius <= k // 2 for _, k in specs]).to(dtype)  # [M, K, K]
+        kernel_mask = torch.einsum("m,mc,mij->cij", a, widths, taps)
+        channel_mask = (a @ widths).view(1, -1, 1, 1)
+        y = x
+        if self.has_expand:
+            y = self.act(self.expand_bn(self.expand_conv(x)))
+        weight = crop_to_input(self.depthwise.weight * kernel_mask[:, None], y.shape[-2], y.shape[-1])
+        y = F.conv2d(y, weight, None, self.depthwise.stride, (weight.shape[-2] // 2, weight.shape[-1] // 2), 1, hidden)
+        y = self.act(self.depthwise_bn(y)) * channel_mask.to(y.dtype)
+        if self.se is not None:
+            squeeze = torch.arange(self.se.reduce.out_channels, device=device)
+            units = torch.stack([squeeze < se_squeeze(self.hidden_channels(e), self.se.reduction) for e, _ in specs])
+            y = self.se.forward_masked(y, a @ units.to(dtype))
+        mass = a.sum()
+        y = self.project_bn(self.project(y)) * group_factor(mass, scale_by_mass)
+        return mass * x + y if self.residual else y  # each candidate's own skip, weighted: sum_m a_m (x + F_m(x))
 
     def export(self, kernel: int, expand: float) -> MBConv:
         hidden = self.hidden_channels(expand) if self.has_expand else self.in_channels

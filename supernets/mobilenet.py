@@ -15,6 +15,13 @@ the generator receives the straight-through gradient through them. Units the sub
 blocks, wider channels, outer kernel taps) get no gradient through the loss; documented in §4.2 of our design
 notes (README, ShiftNAS).
 
+Relaxed archs (`ArchWeights` without `hard`, TangleNAS, specs/ALGORITHMS.md §3) run only in the `entangle` build
+mode (`supernet.mode=entangle`): every candidate is already a slice of one weight, so there is no separate-weights
+`mix` to run; every block runs once at its largest size with its superposed kernel and hidden width, and a stage's
+depth is mixed at its output (`_forward_entangled`). The `hard` path above is the hard variant of that mode in
+either build mode (GDAS, ShiftNAS): only the sampled subnet runs, and the masks give every other candidate of a
+computed unit its gradient, as the superposed kernel and channel mask would at a one-hot weight.
+
 BN: `affine=True` (once-for-all), statistics tracked unless `bn_mode="batch"`; the default `recalibrate`
 re-estimates them per subnet before evaluation (§0.5).
 
@@ -37,6 +44,7 @@ from searchspaces.mobilenet import DEPTHS, EXPANDS, KERNELS, MAX_BLOCKS, MobileN
 from .base import ArchWeights, ChoiceKey, ChoiceSlices, Supernet
 from .bn import check_mode
 from .elastic import ElasticMBConv, HSwish, MBConv
+from .mixed import MODES
 
 
 def _stem(layout: MobileNetLayout, track: bool) -> nn.Sequential:
@@ -76,16 +84,19 @@ class MobileNetNetwork(nn.Module):
 class MobileNetSupernet(Supernet):
     """Weight-entangled once-for-all MobileNetV3 over `searchspaces.MobileNetSpace`."""
 
-    modes = ("single", "hard")
+    modes = ("single", "mix", "hard")
+    relaxations = ("entangle",)
 
     fixed_cell_scope = "stage_fixed"
 
     def __init__(self, space: Space, num_classes: int = 10, in_channels: int = 3, width_mult: float = 1.0,
-                 schedule: str = "cifar", bn_mode: str = "recalibrate", dropout: float = 0.1):
+                 schedule: str = "cifar", bn_mode: str = "recalibrate", dropout: float = 0.1, mode: str = "mix"):
         super().__init__()
         if space.name != "mobilenet":
             raise ValueError(f"MobileNetSupernet needs the mobilenet space, got {space.name!r}")
-        self.space, self.num_classes, self.bn_mode = space, num_classes, check_mode(bn_mode)
+        if mode not in MODES:
+            raise ValueError(f"supernet.mode={mode!r} is not valid; accepted: {', '.join(MODES)}")
+        self.space, self.num_classes, self.bn_mode, self.mode = space, num_classes, check_mode(bn_mode), mode
         self.layout = MobileNetLayout(num_classes, in_channels, width_mult=width_mult, schedule=schedule)
         track = bn_mode != "batch"
         self.stem = _stem(self.layout, track)
@@ -109,8 +120,11 @@ class MobileNetSupernet(Supernet):
         return self.classifier(torch.flatten(self.feature_mix(x), 1))
 
     def forward(self, x: torch.Tensor, arch: Arch | ArchWeights) -> torch.Tensor:
-        """The subnet `arch` at its real size, or (ArchWeights with `hard`) that subnet with ShiftNAS's masks."""
+        """The subnet `arch` at its real size; (ArchWeights with `hard`) that subnet with ShiftNAS's masks; (relaxed
+        ArchWeights, `supernet.mode=entangle`) the TangleNAS superposition of every block."""
         if isinstance(arch, ArchWeights):
+            if arch.hard is None and self.mode == "entangle":
+                return self._forward_entangled(x, arch)
             return self._forward_masked(x, arch)
         x = self.first_block(self.stem(x), 3, 1)
         for stage, blocks in zip(self.stages, self.space.blocks(arch)):
@@ -118,10 +132,42 @@ class MobileNetSupernet(Supernet):
                 x = block(x, kernel, expand)
         return self._head_forward(x)
 
+    def _forward_entangled(self, x: torch.Tensor, aw: ArchWeights) -> torch.Tensor:
+        """TangleNAS on the elastic blocks (`entangle`, specs/ALGORITHMS.md §3): every block runs ONCE at its largest
+        size with the superposition of its (expand, kernel) candidates, weighted by the outer product of the two
+        decisions' weights (the "combi" superposition of Cartesian choices, §3.1; `ElasticMBConv.forward_superposed`:
+        the depthwise kernel `W * sum a_e a_k Pad(1[c < h_e] 1_{k x k})`, the hidden channels scaled by
+        `sum_e a_e 1[c < h_e]`); a stage's depth is mixed at the output, `sum_d a_d h_d` over the states after its
+        first d blocks (nanoGPT's depth mixture, §3.3). Candidates a mask disallows take no part."""
+        weights = aw.weights
+        labels = self.space.labels
+        width = max(len(KERNELS), len(EXPANDS), len(DEPTHS))
+        if tuple(weights.shape) != (len(labels), width):
+            raise ValueError(f"MobileNet arch weights have shape ({len(labels)}, {width}), got {tuple(weights.shape)}")
+        row = {label: i for i, label in enumerate(labels)}
+        allowed = dict(zip(labels, self.space.allowed))
+        x = self.first_block(self.stem(x), 3, 1)
+        for s, stage in enumerate(self.stages):
+            d = f"d{s + 1}"
+            depth_weights = {depth: weights[row[d], DEPTHS.index(depth)] for depth in allowed[d]}
+            out: torch.Tensor | None = None
+            for b, block in enumerate(stage[:max(depth_weights)]):
+                k, e = f"k{s + 1}_{b + 1}", f"e{s + 1}_{b + 1}"
+                specs = [(expand, kernel) for expand in allowed[e] for kernel in allowed[k]]
+                a_e = torch.stack([weights[row[e], EXPANDS.index(expand)] for expand in allowed[e]])
+                a_k = torch.stack([weights[row[k], KERNELS.index(kernel)] for kernel in allowed[k]])
+                x = block.superposed(x, specs, torch.outer(a_e, a_k).flatten())
+                if b + 1 in depth_weights:
+                    term = depth_weights[b + 1] * x
+                    out = term if out is None else out + term
+            x = out
+        return self._head_forward(x)
+
     def _forward_masked(self, x: torch.Tensor, aw: ArchWeights) -> torch.Tensor:
         if aw.hard is None:
-            raise ValueError("the MobileNet supernet runs one subnet at a time; relaxed weights need `hard` "
-                             "(the sampled choice per decision)")
+            raise ValueError("the MobileNet supernet built with supernet.mode=mix runs relaxed weights only with "
+                             "`hard` (one sampled subnet, ShiftNAS/GDAS); build it with supernet.mode=entangle to "
+                             "run relaxed archs")
         arch = self.space.decode(aw.hard)
         weights, labels = aw.weights.to(x.device), self.space.labels
         row = {label: i for i, label in enumerate(labels)}

@@ -10,18 +10,22 @@ Candidates of one searchable layer:
 - `identity`: a skip where the shape is kept (no parameters); at the first layer of a stage a 1x1 conv with
   stride 2 + BN (the benchmark's downsampling identity), with its own weights.
 - `mb_e3_k3`, `mb_e6_k5`: MobileNetV2 inverted residuals (hidden width exactly `in * e`, ReLU, no SE, residual
-  where the shape is kept). With `entangle=True` (default) a layer holds ONE `ElasticMBConv` of the largest
+  where the shape is kept). With `share_weights=True` (default) a layer holds ONE `ElasticMBConv` of the largest
   candidate (expand 6, kernel 5) and `mb_e3_k3` runs its slice: the first `3 * in` hidden channels and the
-  centre 3x3 of the depthwise kernel (weight entanglement, once-for-all style). With `entangle=False` the two
-  candidates have separate weights (the one-shot setting of the NAS-Bench-Macro paper).
+  centre 3x3 of the depthwise kernel (shared sliced weights, once-for-all style). With `share_weights=False` the
+  two candidates have separate weights (the one-shot setting of the NAS-Bench-Macro paper). The option was called
+  `entangle` before; that name is still read, with a deprecation note.
 
 A path runs at its real size (sliced weights, not masks), so a small subnet costs less. `export(arch)` returns
 `NASBenchMacroNetwork` with plain layers holding copies of the sliced weights (and BN statistics).
 
-Relaxed archs (`ArchWeights`, weights `[8 layers, 3 candidates]`): the `mix` mode of specs/ALGORITHMS.md §0.3
-(weighted sum of candidate outputs; candidates a mask disallows are skipped); with `hard`, only the chosen
-candidate runs and the other weights of its row are added as scalars so they still get a gradient (GDAS).
-The single-op `entangle` superposition of TangleNAS is not implemented.
+Relaxed archs (`ArchWeights`, weights `[8 layers, 3 candidates]`) run in the build's `mode` (specs/ALGORITHMS.md
+§0.3, `supernets.mixed`): `mix` (default) is the weighted sum of the candidate outputs (candidates a mask
+disallows are skipped); `entangle` (TangleNAS, needs `share_weights`) runs the shared MBConv ONCE with the
+superposition of its two slices (`ElasticMBConv.forward_superposed`: the depthwise kernel `a_33 * Pad(W[:3in,
+3x3]) + a_65 * W`, the hidden channels beyond `3 * in` scaled by `a_65`) and adds `identity` as in `mix`. With
+`hard`, only the chosen candidate runs (in `entangle`, the superposed MBConv when an MBConv is chosen) and the
+other weights of its row are added as scalars so they still get a gradient (GDAS).
 
 Parameter registry: `stem.*` -> `("stem",)`, `head.*`/`classifier.*` -> `("head",)`, and candidate modules
 `layers.<i>.ops.<name>.*` -> `("layer", i, "l<i+1>", choice)`. An entangled `ops.mb` belongs to the largest
@@ -33,6 +37,7 @@ MBConv candidates, since `mb_e3_k3` trains a slice of it: per-candidate gradient
 from __future__ import annotations
 
 import copy
+import warnings
 from collections.abc import Hashable, Sequence
 
 import torch
@@ -44,8 +49,23 @@ from searchspaces.nasbench_macro import CANDIDATES, HEAD_WIDTH, LABELS, MB_SHAPE
 from .base import ArchWeights, ChoiceKey, Supernet
 from .bn import batchnorms, check_mode, make_bn
 from .elastic import ElasticMBConv
+from .mixed import MixedOp, allowed_columns, combine, policy
 
 LARGEST_MB = "mb_e6_k5"
+
+
+def _share_weights(share_weights: bool, entangle: bool | None) -> bool:
+    """`share_weights`, or the deprecated `entangle` it replaced (read with a one-line note)."""
+    if entangle is None:
+        return share_weights
+    warnings.warn("supernet.entangle is deprecated: it is now supernet.share_weights (shared sliced weights); "
+                  "`entangle` names the TangleNAS mode supernet.mode=entangle", FutureWarning, stacklevel=3)
+    if not isinstance(entangle, bool):
+        raise ValueError(f"supernet.entangle={entangle!r} is not valid; accepted: true, false")
+    if share_weights is not True and share_weights != entangle:
+        raise ValueError(f"supernet.entangle={entangle} (deprecated) contradicts supernet.share_weights="
+                         f"{share_weights}; give share_weights only")
+    return entangle
 
 
 def _conv_bn(c_in: int, c_out: int, kernel: int, stride: int, bn_mode: str, relu: bool) -> nn.Sequential:
@@ -67,33 +87,34 @@ def _drop_running_stats(module: nn.Module) -> None:
 
 
 class MacroSearchLayer(nn.Module):
-    """One searchable layer holding its candidates in `ops`: `identity` (only where it has a downsampling conv),
-    and `mb` (entangled) or `mb_e3_k3` + `mb_e6_k5` (separate)."""
+    """One searchable layer holding its candidates in `ops` (a `MixedOp`): `identity` (a module only where it has a
+    downsampling conv, else the input itself), and `mb` (shared weights: both MBConv candidates are slices of it)
+    or `mb_e3_k3` + `mb_e6_k5` (separate weights)."""
 
-    def __init__(self, layer: MacroLayer, entangle: bool, bn_mode: str):
+    def __init__(self, layer: MacroLayer, share_weights: bool, bn_mode: str):
         super().__init__()
-        self.layer, self.entangle = layer, entangle
-        self.ops = nn.ModuleDict()
+        self.layer, self.share_weights = layer, share_weights
+        modules: dict[str, nn.Module] = {}
         if not layer.keeps_shape:
-            self.ops["identity"] = _conv_bn(layer.in_channels, layer.out_channels, 1, layer.stride, bn_mode, False)
-        shapes = {"mb": MB_SHAPES[LARGEST_MB]} if entangle else MB_SHAPES
+            modules["identity"] = _conv_bn(layer.in_channels, layer.out_channels, 1, layer.stride, bn_mode, False)
+        shapes = {"mb": MB_SHAPES[LARGEST_MB]} if share_weights else MB_SHAPES
         for name, (expand, kernel) in shapes.items():
-            self.ops[name] = ElasticMBConv(layer.in_channels, layer.out_channels, kernel, expand, layer.stride,
-                                           "relu", use_se=False, residual=layer.keeps_shape, divisor=None)
+            modules[name] = ElasticMBConv(layer.in_channels, layer.out_channels, kernel, expand, layer.stride,
+                                          "relu", use_se=False, residual=layer.keeps_shape, divisor=None)
+        # each MBConv candidate runs as an (expand, kernel) slice: of the shared module, or all of its own
+        slices = {c: ("mb" if share_weights else c, shape) for c, shape in MB_SHAPES.items()}
+        self.ops = MixedOp(CANDIDATES, modules, slices, identity=("identity",))
         # module name -> the candidates that compute with its parameters
         self.users: dict[str, tuple[str, ...]] = {"identity": ("identity",)}
-        self.users.update({"mb": tuple(MB_SHAPES)} if entangle else {c: (c,) for c in MB_SHAPES})
+        self.users.update({"mb": tuple(MB_SHAPES)} if share_weights else {c: (c,) for c in MB_SHAPES})
 
     def module_of(self, choice: Hashable) -> str:
         if choice == "identity":
             return "identity"
-        return "mb" if self.entangle else str(choice)
+        return "mb" if self.share_weights else str(choice)
 
     def forward(self, x: torch.Tensor, choice: Hashable) -> torch.Tensor:
-        if choice == "identity":
-            return self.ops["identity"](x) if "identity" in self.ops else x
-        expand, kernel = MB_SHAPES[choice]
-        return self.ops[self.module_of(choice)](x, kernel, expand)
+        return self.ops.path(choice)(x)
 
     def export(self, choice: Hashable) -> nn.Module:
         """The plain module of `choice` with copies of its (sliced) weights."""
@@ -124,33 +145,50 @@ class NASBenchMacroSupernet(Supernet):
     """Weight-sharing NAS-Bench-Macro supernet: `net(x, arch)` runs the path of `arch` at its real size."""
 
     modes = ("single", "mix", "hard")
+    relaxations = ("mix", "entangle")
 
     def __init__(self, space: Space, num_classes: int = 10, in_channels: int = 3, bn_mode: str = "recalibrate",
-                 entangle: bool = True):
+                 share_weights: bool = True, mode: str = "mix", scale_group_by_mass: bool = False,
+                 entangle: bool | None = None):
         super().__init__()
         if space.name != "nasbench-macro":
             raise ValueError(f"NASBenchMacroSupernet needs the nasbench-macro space, got {space.name!r}")
         check_mode(bn_mode)
+        share_weights = _share_weights(share_weights, entangle)
+        if mode == "entangle" and not share_weights:
+            raise ValueError("supernet.mode=entangle superposes the shared weights of mb_e3_k3 and mb_e6_k5, but "
+                             "supernet.share_weights=false gives them separate ones; set share_weights=true or "
+                             "mode=mix")
         self.space = space
-        self.num_classes, self.in_channels, self.bn_mode, self.entangle = num_classes, in_channels, bn_mode, entangle
+        self.num_classes, self.in_channels, self.bn_mode = num_classes, in_channels, bn_mode
+        self.share_weights = share_weights
+        self.mode, self.policy = mode, policy(mode, scale_group_by_mass)
         # The layer layout does not depend on the input size (every conv keeps `(size - 1) // stride + 1`).
         layout = macro_layers()
         self.stem = _conv_bn(in_channels, STEM_WIDTH, 3, 1, bn_mode, True)
-        self.layers = nn.ModuleList(MacroSearchLayer(layer, entangle, bn_mode) for layer in layout)
+        self.layers = nn.ModuleList(MacroSearchLayer(layer, share_weights, bn_mode) for layer in layout)
         self.head = _conv_bn(layout[-1].out_channels, HEAD_WIDTH, 1, 1, bn_mode, True)
         self.classifier = nn.Linear(HEAD_WIDTH, num_classes)
         if bn_mode == "batch":
             _drop_running_stats(self)
+        self._set_mask()
+
+    def _set_mask(self) -> None:
+        self._allowed = allowed_columns(self.space.allowed, [CANDIDATES] * len(LABELS))
+
+    def _on_space_change(self) -> None:
+        self._set_mask()
 
     def build_options(self) -> dict:
         return dict(num_classes=self.num_classes, in_channels=self.in_channels, bn_mode=self.bn_mode,
-                    entangle=self.entangle)
+                    share_weights=self.share_weights, mode=self.mode,
+                    scale_group_by_mass=getattr(self.policy, "scale_group_by_mass", False))
 
     def _head(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(torch.flatten(nn.functional.adaptive_avg_pool2d(self.head(x), 1), 1))
 
     def forward(self, x: torch.Tensor, arch: Arch | ArchWeights) -> torch.Tensor:
-        """The path of an `Arch`, or the `mix` relaxation of `ArchWeights` (`[8, 3]`; see the module docstring)."""
+        """The path of an `Arch`, or a relaxed arch (`ArchWeights`, `[8, 3]`) in the build's mode (module docstring)."""
         x = self.stem(x)
         if isinstance(arch, ArchWeights):
             return self._head(self._relaxed(x, arch))
@@ -162,17 +200,10 @@ class NASBenchMacroSupernet(Supernet):
         w = relaxed.weights
         if tuple(w.shape) != (len(LABELS), len(CANDIDATES)):
             raise ValueError(f"NAS-Bench-Macro arch weights have shape (8, 3), got {tuple(w.shape)}")
-        for i, (layer, allowed) in enumerate(zip(self.layers, self.space.allowed)):
-            if relaxed.hard is not None:
-                k = relaxed.hard[i]
-                x = w[i, k] * layer(x, CANDIDATES[k]) + (w[i].sum() - w[i, k])
-                continue
-            out = None
-            for k, choice in enumerate(CANDIDATES):
-                if choice in allowed:
-                    term = w[i, k] * layer(x, choice)
-                    out = term if out is None else out + term
-            x = out
+        for i, layer in enumerate(self.layers):
+            hard = None if relaxed.hard is None else relaxed.hard[i]
+            out, scalar = combine([self.policy(layer.ops, x, w, i, self._allowed[i], hard)])
+            x = out if scalar is None else out + scalar
         return x
 
     # --- parameters per candidate ----------------------------------------------------------------

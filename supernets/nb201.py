@@ -13,7 +13,7 @@ what the supernet computes for that arch, and the step-time benchmark compares l
 from __future__ import annotations
 
 import re
-from collections.abc import Hashable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 
 import torch
 from torch import nn
@@ -21,8 +21,10 @@ from torch import nn
 from searchspaces import Arch, Space
 from searchspaces.nb201 import EDGE_LABELS, EDGES, OPS
 
-from .base import ArchWeights, Supernet
+from .base import ArchWeights, ChoiceKey, ChoiceSlices, Supernet
 from .bn import check_mode, make_bn
+from .elastic import SlicedKernels
+from .mixed import MixedOp, Policy, allowed_columns, combine, policy
 
 
 class ReLUConvBN(nn.Sequential):
@@ -69,7 +71,7 @@ def make_op(op: str, channels: int, affine: bool, bn_mode: str) -> nn.Module | N
 
 # A cell plan: for nodes 1..3, the (source node, op module) pairs of its non-`none` input edges, or None for a
 # node whose value cannot reach the cell output (it is not computed: outputs and gradients are the same).
-CellPlan = tuple[tuple[tuple[int, nn.Module], ...] | None, ...]
+CellPlan = tuple[tuple[tuple[int, Callable[[torch.Tensor], torch.Tensor]], ...] | None, ...]
 
 
 def _run_cell(x: torch.Tensor, plan: CellPlan) -> torch.Tensor:
@@ -89,7 +91,7 @@ def _run_cell(x: torch.Tensor, plan: CellPlan) -> torch.Tensor:
     return nodes[-1]
 
 
-def _plan(ops: Sequence[nn.Module | None]) -> CellPlan:
+def _plan(ops: Sequence[Callable[[torch.Tensor], torch.Tensor] | None]) -> CellPlan:
     """Group the 6 edge modules (benchmark edge order, None for `none`) by target node, skipping dead nodes."""
     useful = {3}
     for target in (3, 2, 1):  # a node matters if a live edge carries it to a node that matters
@@ -102,49 +104,61 @@ def _plan(ops: Sequence[nn.Module | None]) -> CellPlan:
     )
 
 
-class SearchCell(nn.Module):
-    """A cell holding every candidate op of every edge; `plan(arch)` picks one op per edge."""
+class EntangledReLUConvBN(SlicedKernels, ReLUConvBN):
+    """The conv group {nor_conv_1x1, nor_conv_3x3} of the `entangle` build: one 3x3 kernel, `nor_conv_1x1` its centre
+    tap (`W[:, :, 1:2, 1:2]`), the conv bias and the BN shared and not weighted (TangleNAS,
+    specs/ALGORITHMS.md §3.3). Superposed: `W_mix = a_3x3 * W + a_1x1 * Pad(W[:, :, 1:2, 1:2])`, one 3x3 conv."""
 
-    def __init__(self, channels: int, affine: bool, bn_mode: str):
+    sliced = (1,)
+
+
+# The entangled group of the NB201 ops: candidate -> kernel size (its slice of the 3x3 kernel).
+CONV_GROUP: dict[str, int] = {"nor_conv_1x1": 1, "nor_conv_3x3": 3}
+
+
+class SearchCell(nn.Module):
+    """A cell holding the candidates of every edge as a `MixedOp`; `plan(arch)` picks one op per edge.
+
+    With `entangle`, the two convs of an edge are one `EntangledReLUConvBN` under the key `nor_conv_3x3` (the
+    owner of the full kernel) and `nor_conv_1x1` is its centre tap; otherwise every conv has its own weights."""
+
+    def __init__(self, channels: int, affine: bool, bn_mode: str, entangle: bool = False):
         super().__init__()
         self.edges = nn.ModuleDict()
         for label in EDGE_LABELS:
-            candidates = nn.ModuleDict()
+            modules: dict[str, nn.Module] = {}
             for op in OPS:
+                if entangle and op in CONV_GROUP:
+                    if op == "nor_conv_3x3":
+                        modules[op] = EntangledReLUConvBN(channels, channels, 3, 1, affine, bn_mode)
+                    continue
                 module = make_op(op, channels, affine, bn_mode)
                 if module is not None:
-                    candidates[op] = module
-            self.edges[label] = candidates
+                    modules[op] = module
+            slices = {op: ("nor_conv_3x3", k) for op, k in CONV_GROUP.items()} if entangle else None
+            self.edges[label] = MixedOp(OPS, modules, slices)
         self._plans: dict[tuple[Hashable, ...], CellPlan] = {}
 
-    def mixed(self, x: torch.Tensor, relaxed: ArchWeights, allowed: Sequence[Sequence[Hashable]]) -> torch.Tensor:
-        """The `mix` relaxation: every edge is the weighted sum of its candidates' outputs (`none` adds nothing;
-        candidates a mask disallows have weight 0 and are skipped). With `relaxed.hard`, only the chosen candidate
-        runs and the others add their zero-valued weights (straight-through, GDAS)."""
-        w = relaxed.weights
+    def relaxed(self, x: torch.Tensor, w: torch.Tensor, hard: Sequence[int] | None,
+                allowed: Sequence[Sequence[int]], policy: Policy) -> torch.Tensor:
+        """A relaxed arch (`w[edge, op]`) under `policy` (`mix` or `entangle`): each node sums the terms of its
+        incoming edges, then the zero-valued scalars of the weights that did not run (`hard`, GDAS); a node whose
+        edges add nothing is zero, as the benchmark's Zero op gives."""
         nodes = [x]
         for target in (1, 2, 3):
-            out = torch.zeros_like(x)
-            for i, (t, s) in enumerate(EDGES):
-                if t != target:
-                    continue
-                candidates = self.edges[EDGE_LABELS[i]]
-                if relaxed.hard is not None:
-                    k = relaxed.hard[i]
-                    op = OPS[k]
-                    out = out + (w[i, k] * candidates[op](nodes[s]) if op != "none" else w[i, k] * 0.0)
-                    out = out + (w[i].sum() - w[i, k])
-                    continue
-                for k, op in enumerate(OPS):
-                    if op != "none" and op in allowed[i]:
-                        out = out + w[i, k] * candidates[op](nodes[s])
-            nodes.append(out)
+            out, scalar = combine(
+                policy(self.edges[EDGE_LABELS[i]], nodes[s], w, i, allowed[i], None if hard is None else hard[i])
+                for i, (t, s) in enumerate(EDGES) if t == target
+            )
+            if out is None:
+                out = torch.zeros_like(x)
+            nodes.append(out if scalar is None else out + scalar)
         return nodes[-1]
 
     def plan(self, choices: tuple[Hashable, ...]) -> CellPlan:
         cached = self._plans.get(choices)
         if cached is None:  # at most 15,625 plans of a few tuples each
-            cached = _plan([self.edges[label][op] if op != "none" else None for label, op in zip(EDGE_LABELS, choices)])
+            cached = _plan([self.edges[label].path(op) for label, op in zip(EDGE_LABELS, choices)])
             self._plans[choices] = cached
         return cached
 
@@ -226,32 +240,51 @@ class NB201Network(_NB201Body):
         return self._head(x)
 
 
-_EDGE_KEY = re.compile(r"^(cells\.\d+\.edges\.)([0-9]<-[0-9])\.(.*)$")
+_EDGE_KEY = re.compile(r"^(cells\.(\d+)\.edges\.)([0-9]<-[0-9])\.(.*)$")
 
 
 class NB201Supernet(_NB201Body, Supernet):
-    """Weight-sharing NB201 supernet: `net(x, arch)` runs the single path of `arch` in every search cell."""
+    """Weight-sharing NB201 supernet: `net(x, arch)` runs the single path of `arch` in every search cell, and
+    `net(x, ArchWeights)` a relaxed arch in the build's `mode` (specs/ALGORITHMS.md §0.3):
+
+    - `mix` (default): every candidate has its own weights; a relaxed edge is the weighted sum of its candidates'
+      outputs;
+    - `entangle` (TangleNAS, §3.3): `nor_conv_1x1` is the centre tap of `nor_conv_3x3`'s kernel (also on a single
+      path and in the exported child), and a relaxed edge runs ONE 3x3 conv with the superposed kernel
+      `a_3x3 * W + a_1x1 * Pad(W[:, :, 1:2, 1:2])`, plus skip and pool mixed at the output; with
+      `scale_group_by_mass` the conv's output is multiplied by `a_1x1 + a_3x3` (§3.5 item 2).
+    """
 
     modes = ("single", "mix", "hard")
+    relaxations = ("mix", "entangle")
 
     def __init__(self, space: Space, num_classes: int = 10, C: int = 16, N: int = 5, in_channels: int = 3,
-                 affine: bool = False, bn_mode: str = "batch"):
+                 affine: bool = False, bn_mode: str = "batch", mode: str = "mix", scale_group_by_mass: bool = False):
         if space.name != "nb201":
             raise ValueError(f"NB201Supernet needs the nb201 space, got {space.name!r}")
         self.space = space
+        self.mode, self.policy = mode, policy(mode, scale_group_by_mass)
         super().__init__(num_classes, C, N, in_channels, affine, bn_mode)
+        self._set_mask()
 
     def _make_cell(self, channels: int) -> nn.Module:
-        return SearchCell(channels, self.affine, self.bn_mode)
+        return SearchCell(channels, self.affine, self.bn_mode, entangle=self.mode == "entangle")
+
+    def _set_mask(self) -> None:
+        self._allowed = allowed_columns(self.space.allowed, [OPS] * len(EDGES))
+
+    def _on_space_change(self) -> None:
+        self._set_mask()
 
     def forward(self, x: torch.Tensor, arch: Arch | ArchWeights) -> torch.Tensor:
-        """The single path of an `Arch`, or the `mix` relaxation of `ArchWeights` ([6 edges, 5 ops])."""
+        """The single path of an `Arch`, or a relaxed arch (`ArchWeights`, [6 edges, 5 ops]) in the build's mode."""
         x = self.stem(x)
         if isinstance(arch, ArchWeights):
             if tuple(arch.weights.shape) != (len(EDGES), len(OPS)):
                 raise ValueError(f"NB201 arch weights have shape (6, 5), got {tuple(arch.weights.shape)}")
             for cell in self.cells:
-                x = cell.mixed(x, arch, self.space.allowed) if isinstance(cell, SearchCell) else cell(x)
+                x = (cell.relaxed(x, arch.weights, arch.hard, self._allowed, self.policy)
+                     if isinstance(cell, SearchCell) else cell(x))
             return self._head(x)
         choices = arch.choices
         for cell in self.cells:
@@ -260,20 +293,50 @@ class NB201Supernet(_NB201Body, Supernet):
 
     fixed_cell_scope = "reduction"
 
+    def _choice_users(self, key: ChoiceKey) -> tuple[Hashable, ...]:
+        """In the `entangle` build the conv under `nor_conv_3x3` serves `nor_conv_1x1` too."""
+        if key.scope != "cell":
+            return (key.choice,)
+        return self.cells[key.index].edges[key.label].users(key.choice)
+
+    def choice_slices(self) -> ChoiceSlices:
+        """Whole parameters per candidate (`mix` build); in the `entangle` build `nor_conv_1x1` trains the centre tap
+        of the shared kernel (and the shared bias and BN), a part of what `nor_conv_3x3` trains (§0.4: per-candidate
+        gradients of entangled weights overlap)."""
+        if self.mode != "entangle":
+            return super().choice_slices()
+        out: ChoiceSlices = {(d.label, c): [] for d in self.space.decisions for c in d.candidates}
+        for cell in self.cells:
+            if isinstance(cell, SearchCell):
+                for label, mixed in cell.edges.items():
+                    for choice in mixed.choices:
+                        out[(label, choice)] += mixed.slice_index(choice)
+        return out
+
     def export(self, arch: Arch, inherit: bool = True) -> NB201Network:
-        """The standalone child of `arch`, with this supernet's weights (and BN statistics) when `inherit`."""
+        """The standalone child of `arch`, with this supernet's weights (and BN statistics) when `inherit`; in the
+        `entangle` build a `nor_conv_1x1` gets the centre tap of the shared 3x3 kernel."""
         if not self.space.root.contains(arch):
             raise ValueError(f"{arch!r} is not an arch of this supernet's space")
         ref = next(self.parameters())
         child = NB201Network(arch, **self.build_options()).to(device=ref.device, dtype=ref.dtype)
         if inherit:
             source = self.state_dict()
+            sliced: dict[tuple[int, str], dict[str, torch.Tensor]] = {}
             state = {}
             for key in child.state_dict():
                 m = _EDGE_KEY.match(key)
                 if m:
-                    prefix, label, rest = m.groups()
-                    state[key] = source[f"{prefix}{label}.{arch[label]}.{rest}"].clone()
+                    prefix, index, label, rest = m.groups()
+                    mixed = self.cells[int(index)].edges[label]
+                    choice = arch[label]
+                    if choice in mixed.slices:
+                        owner, spec = mixed.slices[choice]
+                        if (int(index), label) not in sliced:
+                            sliced[(int(index), label)] = mixed[owner].slice_state(spec)
+                        state[key] = sliced[(int(index), label)][rest]
+                    else:
+                        state[key] = source[f"{prefix}{label}.{choice}.{rest}"].clone()
                 else:
                     state[key] = source[key].clone()
             child.load_state_dict(state)

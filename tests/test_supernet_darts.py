@@ -240,7 +240,8 @@ def test_restrict_shares_nothing(space):
 
 
 def test_build_options(space):
-    assert set(supernets.OPTIONS["darts"]) == {"C", "layers", "affine", "bn_mode", "stem_multiplier"}
+    assert set(supernets.OPTIONS["darts"]) == {"C", "layers", "affine", "bn_mode", "stem_multiplier", "mode",
+                                               "scale_group_by_mass"}
     with pytest.raises(ValueError, match="unknown supernet option"):
         supernets.build(space, N=5)
     with pytest.raises(ValueError, match="shape"):
