@@ -259,6 +259,7 @@ def _cmd_search(args: argparse.Namespace, argv: Sequence[str]) -> int:
         }
         config = cfg.resolve(args.config, flags, args.overrides)
         pipeline.check_latency_model(config)  # a bad table or hook stops the command before anything is written
+        pipeline.check_supernet(config)  # so do supernet options that cannot run with this strategy
         run_path = rundir.create(args.out or rundir.default_run_dir(config), config)
         resume = False
     try:

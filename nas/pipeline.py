@@ -29,8 +29,20 @@ STREAM_SAMPLE_CHECK = 22  # the uniformly sampled archs of the post-training che
 REFERENCE_MAX = 20_000  # at most this many uniform reference archs (analytic FLOPs cost up to ~0.3 ms each)
 
 
+def check_supernet(config: dict) -> None:
+    """Refuse, in one sentence, supernet options that contradict each other or a strategy that cannot run on the
+    supernet they build (relaxed archs in a build mode the space lacks), before anything is written or loaded."""
+    name = config["strategy"]["name"]
+    strategy = strategies.get(name, **{k: v for k, v in config["strategy"].items() if k != "name"})
+    try:
+        supernets.check(config["space"]["name"], config["supernet"], strategy.mode(), f"strategy {name}")
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
+
+
 def build_components(config: dict, device: torch.device):
     """Space, data, supernet and strategy of a config, seeded; shared by search and later commands."""
+    check_supernet(config)
     seed = config["seed"]
     seed_everything(seed, config["train"]["deterministic"])
     if config["train"]["threads"]:
