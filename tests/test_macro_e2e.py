@@ -33,7 +33,7 @@ def test_search_writes_a_run_of_the_macro_space(run_dir):
     arch = space.parse(info["arch"])  # an 8-character benchmark code
     assert info["space"] == "nasbench-macro" and len(info["arch"]) == 8
     config = (run_dir / "config.yaml").read_text()
-    assert "bn_mode: recalibrate" in config and "entangle: true" in config
+    assert "bn_mode: recalibrate" in config and "share_weights: true" in config
     assert (run_dir / "checkpoints" / "last.pt").is_file()
     assert space.params(arch, num_classes=10, in_channels=1, image_size=8) > 0
 

@@ -49,10 +49,10 @@ def _trained(net: nn.Module, space, x: torch.Tensor, steps: int = 3) -> nn.Modul
     return net
 
 
-@pytest.mark.parametrize("entangle", [True, False])
-def test_export_matches_supernet_benchmark_params_and_flops(space, source, entangle):
+@pytest.mark.parametrize("share_weights", [True, False])
+def test_export_matches_supernet_benchmark_params_and_flops(space, source, share_weights):
     torch.manual_seed(0)
-    net = supernets.build(space, num_classes=10, bn_mode="running", entangle=entangle)
+    net = supernets.build(space, num_classes=10, bn_mode="running", share_weights=share_weights)
     x = torch.randn(2, 3, 32, 32)
     _trained(net, space, x)
     for arch in _archs(space, n=17):
@@ -127,7 +127,7 @@ def test_entangled_candidates_share_one_weight_and_e3k3_trains_only_its_slice(sp
 
 def test_separate_candidates_do_not_share_weights(space):
     torch.manual_seed(0)
-    net = supernets.build(space, bn_mode="running", entangle=False)
+    net = supernets.build(space, bn_mode="running", share_weights=False)
     params = net.choice_parameters()
     small, large = params[("l5", "mb_e3_k3")], params[("l5", "mb_e6_k5")]
     assert small and large and not {id(p) for p in small} & {id(p) for p in large}
@@ -137,14 +137,14 @@ def test_separate_candidates_do_not_share_weights(space):
 
 
 def test_parameter_registry_keys(space):
-    for entangle in (True, False):
-        net = supernets.build(space, bn_mode="running", entangle=entangle)
+    for share_weights in (True, False):
+        net = supernets.build(space, bn_mode="running", share_weights=share_weights)
         registry = net.parameter_registry()
         assert len(registry) == len(list(net.parameters()))
         assert {key.scope for key, _, _ in registry} == {"stem", "layer", "head"}
         layer_keys = {(key.index, key.label, key.choice) for key, _, _ in registry if key.scope == "layer"}
         expected = {(i, f"l{i + 1}", "mb_e6_k5") for i in range(8)} | {(i, f"l{i + 1}", "identity") for i in (0, 2, 5)}
-        if not entangle:
+        if not share_weights:
             expected |= {(i, f"l{i + 1}", "mb_e3_k3") for i in range(8)}
         assert layer_keys == expected
 
@@ -197,7 +197,7 @@ def test_bn_modes_and_recalibration(space):
 
 
 def test_build_options_export_without_weights_and_space_check(space):
-    with pytest.raises(ValueError, match="entangle"):
+    with pytest.raises(ValueError, match="share_weights"):
         supernets.build(space, C=16)
     with pytest.raises(ValueError, match="nasbench-macro"):
         supernets.NASBenchMacroSupernet(searchspaces.get("nb201"))
@@ -217,3 +217,16 @@ def test_count_flops_refuses_elastic_layers(space):
         count_flops(net.layers[0].ops["mb"], (32, 32, 32))
     assert count_flops(nn.Linear(7, 5), (3, 7)) == 3 * 35
     assert count_flops(nn.Conv2d(4, 6, 3, padding=1), (4, 5, 5), bias=True) == 25 * 6 * 36 + 25 * 6
+
+
+def test_the_old_name_of_share_weights_is_still_read_with_a_deprecation_note(space):
+    from nas import config as cfg
+
+    with pytest.warns(FutureWarning, match="now supernet.share_weights"):
+        net = supernets.build(space, bn_mode="running", entangle=False)
+    assert not net.share_weights and {"mb_e3_k3", "mb_e6_k5"} <= set(net.layers[3].ops)
+    with pytest.warns(FutureWarning), pytest.raises(ValueError, match="contradicts"):
+        supernets.build(space, share_weights=False, entangle=True)
+    # a saved config.yaml of an older run still validates
+    config = cfg.resolve(flags={"space.name": "nasbench-macro"}, overrides=["supernet.entangle=false"])
+    assert config["supernet"]["entangle"] is False
