@@ -257,7 +257,8 @@ class DartsSupernet(Supernet):
                 for choice in mixed.choices:
                     parts = mixed.slice_index(choice)
                     for j in (0, 1):
-                        out[(f"{cell.kind}.n{node}.op{j}", choice)] += parts
+                        if parts:  # `none` is no op decision's candidate
+                            out[(f"{cell.kind}.n{node}.op{j}", choice)] += parts
         return out
 
     def export(self, arch: Arch, inherit: bool = True) -> DartsNetwork:
