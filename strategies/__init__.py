@@ -10,7 +10,7 @@ from typing import Any
 
 from . import search
 from .base import ArchStepContext, StepContext, Strategy
-from .differentiable import DARTSStrategy, GDASStrategy
+from .differentiable import DARTSStrategy, DrNASStrategy, GDASStrategy
 from .pada import PADAStrategy
 from .sandwich import SandwichStrategy
 from .search import SEARCHERS, SearchResult, random_search, regularized_evolution
@@ -22,6 +22,7 @@ _REGISTRY: dict[str, type[Strategy]] = {
     "pada": PADAStrategy,
     "darts": DARTSStrategy,
     "gdas": GDASStrategy,
+    "drnas": DrNASStrategy,
     "sandwich": SandwichStrategy,
     "shiftnas": ShiftNASStrategy,
 }
@@ -31,6 +32,7 @@ DESCRIPTIONS: dict[str, str] = {
     "pada": "PA&DA: paths and training samples drawn by gradient-norm importance (Lu et al. 2023)",
     "darts": "DARTS: softmax relaxation, architecture by gradient on a held-out split (order 1 or 2)",
     "gdas": "GDAS: straight-through Gumbel samples of one candidate per decision, annealed temperature",
+    "drnas": "DrNAS: weights sampled from a Dirichlet per decision (pathwise gradients), L2 or KL regulariser",
     "sandwich": "sandwich rule (BigNAS/OFA): largest + smallest + n uniform paths per step, in-place distillation",
     "shiftnas": "ShiftNAS: FLOPs bins, a shifted bin distribution and an LSTM arch generator per bin (§4)",
 }
@@ -53,7 +55,7 @@ def get(name: str, **opts: Any) -> Strategy:
 
 
 __all__ = [
-    "ArchStepContext", "DARTSStrategy", "DESCRIPTIONS", "GDASStrategy", "get", "names", "PADAStrategy",
+    "ArchStepContext", "DARTSStrategy", "DESCRIPTIONS", "DrNASStrategy", "GDASStrategy", "get", "names", "PADAStrategy",
     "random_search", "regularized_evolution", "SandwichStrategy", "search", "SEARCHERS", "SearchResult",
     "ShiftNASStrategy", "StepContext", "Strategy", "strategy_class", "UniformStrategy",
 ]

@@ -1,4 +1,4 @@
-"""Differentiable architecture search: DARTS (first and second order) and GDAS (ALGORITHMS.md §7).
+"""Differentiable architecture search: DARTS (first and second order), GDAS and DrNAS (ALGORITHMS.md §7).
 
 Architecture parameters `alpha[decision, candidate]` are trained with Adam on validation batches
 (`arch_step`, called by the engine before every weight step); the weights train on training batches with the
@@ -15,6 +15,14 @@ incoming edges per node).
 - GDAS: straight-through Gumbel-softmax per decision, h = onehot(argmax y) - stopgrad(y) + y with
   y = softmax((log_softmax(alpha) + g) / tau), g ~ Gumbel(0, 1) redrawn if not finite; only the chosen
   candidate runs; tau falls linearly from `tau_max` to `tau_min` over the epochs.
+- DrNAS: per decision a Dirichlet distribution with concentration elu(alpha) + 1; every step draws fresh weights
+  with `rsample` (pathwise gradients reach alpha through the sample); first order; the regulariser is either L2
+  on alpha (`reg_type: l2`, Adam's weight decay `reg_scale`, the shipped configs) or `reg_scale * KL(Dir(elu(alpha)
+  + 1) || Dir(1))` added to the validation loss (`reg_type: kl`, weight decay 0). `derive()` is the discretisation
+  of the expected weights (the concentration normalised).
+
+All three run the supernet's build mode: `supernet.mode=mix` (weighted sum of candidate outputs) or `entangle`
+(TangleNAS: one superposed op per entangled group; GDAS then runs the chosen candidate's group superposed).
 
 The weight step gets the relaxed weights detached: its backward would only fill alpha gradients that the next
 architecture step discards anyway.
@@ -70,8 +78,12 @@ class DARTSStrategy(Strategy):
         self.alpha = torch.nn.Parameter(init.to(device))
         self.optimizer = torch.optim.Adam([self.alpha], lr=float(self.opts["arch_lr"]),
                                           betas=(float(self.opts["arch_beta1"]), float(self.opts["arch_beta2"])),
-                                          weight_decay=float(self.opts["arch_weight_decay"]))
+                                          weight_decay=self._arch_weight_decay())
         self.history: list[list[list[float]]] = []
+
+    def _arch_weight_decay(self) -> float:
+        """Adam's weight decay on alpha (an L2 regulariser)."""
+        return float(self.opts["arch_weight_decay"])
 
     # --- relaxation ------------------------------------------------------------------------------
     def _masked_logits(self) -> torch.Tensor:
@@ -213,3 +225,92 @@ class GDASStrategy(DARTSStrategy):
     def load_state_dict(self, state: dict[str, Any]) -> None:
         super().load_state_dict(state)
         self.generator.set_state(state["gumbel_generator"])
+
+
+class DrNASStrategy(DARTSStrategy):
+    """DrNAS (Chen et al., ICLR 2021): architecture weights drawn from a Dirichlet distribution per decision.
+
+    The concentration of decision d is `elu(alpha[d]) + 1` (positive for any alpha); `relaxed()` draws
+    `Dirichlet(concentration).rsample()` on every call, i.e. once for the weight step (`sample()`, detached) and once
+    for the architecture step, so that the gradient of the validation loss reaches alpha through the sample
+    (pathwise, reparameterised gradients). A mask restricts each Dirichlet to the allowed candidates (a Dirichlet
+    sample renormalised over a subset is the Dirichlet of that subset); disallowed entries are exactly 0.
+
+    Regulariser (`reg_type`): `l2` (the shipped TangleNAS/DrNAS configs) is Adam's weight decay `reg_scale` on
+    alpha; `kl` adds `reg_scale * sum_d KL(Dir(elu(alpha_d) + 1) || Dir(1))` to the validation loss and sets the
+    weight decay to 0 (a given `reg_scale` replaces Adam's weight decay, specs/ALGORITHMS.md §3.4). First order only.
+    `derive()` discretises the expected weights, the concentration normalised (`weights()`).
+
+    The draws come from torch's global generator on alpha's device, which the engine reseeds at every epoch
+    (`nas.runtime.seed_epoch_globals`): a run resumed from its last checkpoint draws what the uninterrupted run drew.
+
+    Out of scope: DrNAS's progressive search with partial channel connections (`k = 6` on the DARTS space, TangleNAS
+    `darts-drnas.config`); this strategy runs every channel of every candidate, on any space with a relaxation.
+    """
+
+    name = "drnas"
+    OPTIONS = {
+        "arch_lr": 3e-4,
+        "arch_beta1": 0.5,
+        "arch_beta2": 0.999,
+        "init_scale": 1e-3,
+        "reg_type": "l2",
+        "reg_scale": 1e-3,
+    }
+    REG_TYPES = ("l2", "kl")
+
+    def __init__(self, **opts: Any):
+        Strategy.__init__(self, **opts)
+        if self.opts["reg_type"] not in self.REG_TYPES:
+            raise ValueError(f"strategy.reg_type={self.opts['reg_type']!r} is not valid; accepted: "
+                             f"{', '.join(self.REG_TYPES)}")
+        if float(self.opts["reg_scale"]) < 0:
+            raise ValueError(f"strategy.reg_scale={self.opts['reg_scale']!r} is not valid; accepted: a number >= 0")
+
+    def _arch_weight_decay(self) -> float:
+        return float(self.opts["reg_scale"]) if self.opts["reg_type"] == "l2" else 0.0
+
+    def setup(self, supernet, space, seed: int, data: Any = None, epochs: int | None = None) -> None:
+        super().setup(supernet, space, seed, data, epochs)
+        self.masked = not bool(self.mask.all())
+
+    def concentration(self) -> torch.Tensor:
+        """`elu(alpha) + 1` per decision and candidate; disallowed entries are 1 (they take no part)."""
+        return (F.elu(self.alpha) + 1.0).masked_fill(~self.mask, 1.0)
+
+    def weights(self) -> torch.Tensor:
+        """The expected weights `E[w] = concentration / sum(concentration)` over the allowed candidates."""
+        concentration = self.concentration().masked_fill(~self.mask, 0.0)
+        return concentration / concentration.sum(dim=1, keepdim=True)
+
+    def relaxed(self) -> ArchWeights:
+        """A fresh Dirichlet sample per decision, differentiable in alpha."""
+        sample = torch.distributions.Dirichlet(self.concentration()).rsample()
+        if self.masked:
+            sample = sample.masked_fill(~self.mask, 0.0)
+            sample = sample / sample.sum(dim=1, keepdim=True)
+        return ArchWeights(sample)
+
+    def kl(self) -> torch.Tensor:
+        """`KL(Dir(elu(alpha_d) + 1) || Dir(1))` per decision d, over its allowed candidates."""
+        return dirichlet_kl_to_uniform(self.concentration(), self.mask)
+
+    def arch_step(self, batch, ctx: ArchStepContext) -> None:
+        self.optimizer.zero_grad(set_to_none=True)
+        loss = self._loss(batch, self.relaxed())
+        if self.opts["reg_type"] == "kl":
+            loss = loss + float(self.opts["reg_scale"]) * self.kl().sum()
+        self.alpha.grad = torch.autograd.grad(loss, self.alpha)[0]
+        self.optimizer.step()
+
+
+def dirichlet_kl_to_uniform(concentration: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """`KL(Dir(a) || Dir(1, ..., 1))` for every row of `concentration`, over the entries `mask` allows:
+    `lgamma(sum a) - sum lgamma(a) - lgamma(n) + sum (a - 1) (digamma(a) - digamma(sum a))`, n the allowed count.
+    Zero exactly where a = 1 (the uniform Dirichlet itself), positive elsewhere."""
+    keep = mask.to(concentration.dtype)
+    a = torch.where(mask, concentration, torch.ones_like(concentration))
+    total = (a * keep).sum(dim=1)
+    count = keep.sum(dim=1)
+    return (torch.lgamma(total) - (torch.lgamma(a) * keep).sum(dim=1) - torch.lgamma(count)
+            + ((a - 1.0) * (torch.digamma(a) - torch.digamma(total)[:, None]) * keep).sum(dim=1))

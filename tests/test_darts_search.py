@@ -15,7 +15,7 @@ TINY = ["--space", "darts", "--dataset", "digits", "--epochs", "2", "--set", "su
         "eval.monitor_archs=0", "--set", "eval.sample_check=0", "--quiet"]
 
 
-@pytest.mark.parametrize("strategy", ["uniform", "pada", "darts", "gdas"])
+@pytest.mark.parametrize("strategy", ["uniform", "pada", "darts", "gdas", "drnas"])
 def test_darts_space_search_ends_with_a_valid_genotype(strategy, tmp_path):
     out = tmp_path / strategy
     assert main(["search", "--strategy", strategy, *TINY, "--out", str(out)]) == 0
@@ -29,6 +29,17 @@ def test_darts_space_search_ends_with_a_valid_genotype(strategy, tmp_path):
             row = next(csv.DictReader(fh))
         ops = [k for k in row if k.startswith("p") and "sep_conv_3x3" in k]
         assert ops, "PA&DA logs its op distribution, shared by all op decisions of the DARTS space"
-    if strategy in ("darts", "gdas"):
+    if strategy in ("darts", "gdas", "drnas"):
         report = json.loads((out / "strategy.json").read_text())
         assert len(report["labels"]) == 28 and len(report["alpha_history"]) == 2
+
+
+@pytest.mark.parametrize("strategy", ["darts", "gdas", "drnas"])
+def test_relaxed_strategies_search_the_entangled_darts_supernet(strategy, tmp_path):
+    """TangleNAS on the DARTS space: sep/dil 3x3 are the centre taps of the 5x5 kernels, one superposed op each."""
+    out = tmp_path / strategy
+    assert main(["search", "--strategy", strategy, *TINY, "--set", "supernet.mode=entangle", "--out", str(out)]) == 0
+    space = searchspaces.get("darts")
+    assert space.is_valid(space.parse(json.loads((out / "arch.json").read_text())["arch"]))
+    report = json.loads((out / "strategy.json").read_text())
+    assert report["alpha_history"][0] != report["alpha_history"][-1]

@@ -159,3 +159,102 @@ def test_darts_discretisation_keeps_the_top_two_non_none_edges_per_node():
             weights[c * 14 + EDGES.index((node, source)), PRIMITIVES.index(op)] = 1.0
     assert space.discretize(weights) == target
     assert [label for label, _ in space.relaxation()][:2] == ["normal:2<-0", "normal:2<-1"]
+
+
+# --- DrNAS ---------------------------------------------------------------------------------------------------
+def _drnas(space, **opts):
+    torch.manual_seed(0)
+    net = supernets.build(space, num_classes=3, C=2, N=1)
+    strategy = strategies.get("drnas", **opts)
+    strategy.setup(net, space, seed=0, data=None, epochs=1)
+    return net, strategy
+
+
+def test_drnas_samples_lie_on_the_simplex_differ_per_step_and_pass_gradients_to_alpha(space):
+    net, strategy = _drnas(space)
+    first, second = strategy.relaxed().weights, strategy.relaxed().weights
+    for w in (first, second):
+        assert w.shape == (6, 5) and (w >= 0).all()
+        torch.testing.assert_close(w.sum(dim=1), torch.ones(6))
+    assert not torch.allclose(first, second)  # a fresh draw every call
+    assert strategy.sample().weights.grad_fn is None  # the weight step gets it detached
+    # pathwise gradients: the loss of a sample reaches every alpha entry
+    (first * torch.arange(5.0)).sum().backward()
+    assert strategy.alpha.grad is not None and torch.count_nonzero(strategy.alpha.grad) == 30
+    x, y = torch.randn(4, 3, 8, 8), torch.tensor([0, 1, 2, 0])
+    batch = type("Batch", (), {"x": x, "y": y})()
+    strategy.alpha.grad = None
+    before = strategy.alpha.detach().clone()
+    strategy.arch_step(batch, strategies.ArchStepContext(0, 0, batch, 0.1, torch.optim.SGD(net.parameters(), 0.1)))
+    assert not torch.equal(before, strategy.alpha.detach())
+
+
+def test_drnas_kl_is_zero_at_the_uniform_concentration_and_positive_elsewhere(space):
+    _, strategy = _drnas(space, reg_type="kl")
+    with torch.no_grad():
+        strategy.alpha.zero_()  # elu(0) + 1 = 1: Dir(1) itself
+    assert torch.equal(strategy.kl(), torch.zeros(6))
+    with torch.no_grad():
+        strategy.alpha.copy_(torch.randn(6, 5))
+    kl = strategy.kl()
+    assert (kl > 0).all()
+    reference = torch.distributions.kl_divergence(torch.distributions.Dirichlet(F.elu(strategy.alpha) + 1),
+                                                  torch.distributions.Dirichlet(torch.ones(6, 5)))
+    torch.testing.assert_close(kl, reference)
+    # the regulariser replaces Adam's weight decay: kl -> no decay, l2 (default) -> decay reg_scale
+    assert strategy.optimizer.param_groups[0]["weight_decay"] == 0.0
+    _, l2 = _drnas(space, reg_scale=0.01)
+    assert l2.optimizer.param_groups[0]["weight_decay"] == 0.01
+    with pytest.raises(ValueError, match="accepted: l2, kl"):
+        strategies.get("drnas", reg_type="entropy")
+
+
+def test_drnas_masks_and_derives_the_arg_max_of_the_expected_weights(space):
+    sub = space.restrict("1<-0", ["nor_conv_3x3", "skip_connect"])
+    torch.manual_seed(0)
+    net = supernets.build(sub, num_classes=3, C=2, N=1)
+    strategy = strategies.get("drnas", reg_type="kl")
+    strategy.setup(net, sub, seed=0, data=None, epochs=1)
+    w = strategy.relaxed().weights
+    assert w[0, [0, 2, 4]].tolist() == [0.0, 0.0, 0.0]
+    torch.testing.assert_close(w.sum(dim=1), torch.ones(6))
+    with torch.no_grad():
+        strategy.alpha.copy_(torch.randn(6, 5))
+    kl = strategy.kl()  # over the allowed entries only: row 0 is a 2-candidate Dirichlet
+    assert (kl > 0).all()
+    dirichlet = torch.distributions.Dirichlet
+    reference = torch.distributions.kl_divergence(dirichlet(F.elu(strategy.alpha[0, [1, 3]]) + 1),
+                                                  dirichlet(torch.ones(2)))
+    torch.testing.assert_close(kl[0], reference)
+    expected = strategy.weights()
+    concentration = (F.elu(strategy.alpha) + 1).detach() * strategy.mask
+    torch.testing.assert_close(expected, concentration / concentration.sum(dim=1, keepdim=True))
+    assert strategy.derive() == sub.decode(np.where(strategy.mask.numpy(), expected.detach().numpy(), -1).argmax(1))
+
+
+DRNAS = ["search", "--strategy", "drnas", "--space", "nb201", "--dataset", "digits", "--set", "supernet.C=4",
+         "--set", "supernet.N=1", "--set", "train.batch_size=128", "--set", "eval.monitor_archs=0",
+         "--set", "eval.sample_check=0", "--quiet"]
+
+
+def test_drnas_search_runs_end_to_end(tmp_path):
+    out = tmp_path / "drnas"
+    assert main([*DRNAS, "--epochs", "1", "--out", str(out)]) == 0
+    report = json.loads((out / "strategy.json").read_text())
+    arch = json.loads((out / "arch.json").read_text())
+    assert report["strategy"] == "drnas" and len(report["alpha_history"]) == 1
+    assert arch["arch"] == report["derived"] and arch["method"] == "drnas.derive"
+
+
+def test_drnas_resume_is_bit_exact(tmp_path, interrupt_after):
+    full, cut = tmp_path / "full", tmp_path / "cut"
+    args = [*DRNAS, "--epochs", "2", "--set", "search.method=none", "--set", "strategy.reg_type=kl"]
+    assert main([*args, "--out", str(full)]) == 0
+    interrupt_after(1)
+    assert main([*args, "--out", str(cut)]) == 130
+    interrupt_after.disarm()
+    assert main(["search", "--resume", str(cut), "--quiet"]) == 0
+    a = checkpoint.load(full / "checkpoints" / "last.pt")
+    b = checkpoint.load(cut / "checkpoints" / "last.pt")
+    assert torch.equal(a["strategy"]["alpha"], b["strategy"]["alpha"])
+    assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
