@@ -24,6 +24,17 @@ class SpaceError(ValueError):
 
 
 @dataclass(frozen=True)
+class FlopsConvention:
+    """What the default `flops` of a space counts besides the multiply-adds of convolutions and linear layers, so
+    that a count of a real network (`supernets.counting.count_flops(model, shape, bias=..., pools=...)`) can check
+    it: `bias`, one add per output element of every layer with a bias; `pools`, k*k per output element of every
+    max/average pooling window (global pooling, BatchNorm and activations are never counted)."""
+
+    bias: bool = False
+    pools: bool = False
+
+
+@dataclass(frozen=True)
 class Decision:
     """One named decision and its candidates, in the benchmark's order."""
 
@@ -306,11 +317,52 @@ class Space:
         weights = np.where(self.relaxation_mask(), np.asarray(weights, dtype=float), -np.inf)
         return self.decode(weights.argmax(axis=1))
 
-    # --- equivalences ----------------------------------------------------------------------------
-    # Whether `canonical` knows encodings that describe the same network (a declared capability, not guessed).
+    # --- declared capabilities -------------------------------------------------------------------
+    # What a space can do is declared here, never guessed from the methods it happens to have: the registration
+    # (`searchspaces.registry.register_space`) checks every declaration against the methods the class overrides.
+    # Whether `canonical` knows encodings that describe the same network.
     has_equivalences: bool = False
+    # How the default counter of `flops` counts (None: the space has no FLOPs count).
+    flops_convention: FlopsConvention | None = None
     # the names `flops(arch, counter=...)` accepts, its default first; empty: one count only
     flops_counters: tuple[str, ...] = ()
+    # The kinds `cost_terms(kind, **task)` decomposes (`params`, `flops`); empty: the space has no cost terms.
+    cost_term_kinds: tuple[str, ...] = ()
+    # Supernet build options that change the standalone network, and with it `params`/`flops` (NB201: C and N, the
+    # child keeps the supernet's macro structure; MobileNet: width_mult and the stride schedule). A run's values of
+    # these options join the cost task; DARTS has none (its costs are of the C=36, 20-cell evaluation network).
+    COST_OPTIONS: tuple[str, ...] = ()
+
+    @property
+    def has_flops(self) -> bool:
+        """Whether the space counts FLOPs (`flops`), as declared by `flops_convention`."""
+        return self.flops_convention is not None
+
+    def key(self, arch: Arch | str) -> str:
+        """The canonical string under which benchmarks store `arch`, from an `Arch` of this space or any text that
+        `parse` reads (other spacing, equivalent spellings); raises SpaceError for anything else."""
+        if isinstance(arch, Arch):
+            if arch.space.name != self.name:
+                raise SpaceError(f"{arch!r} is an arch of space {arch.space.name!r}, not {self.name!r}")
+            return arch.to_string()
+        if not isinstance(arch, str):
+            raise SpaceError(f"{arch!r} is not an arch of space {self.name!r}; expected an Arch or its string")
+        return self.parse(arch).to_string()
+
+    def onehot(self, arch: Arch) -> tuple[np.ndarray, tuple[int, ...] | None]:
+        """`arch` as relaxed weights in the layout of `relaxation()` (`[rows, max candidates]`, one-hot on the chosen
+        candidate of every row) and the chosen column per row for a hard (GDAS) sample, or None where some row has
+        no chosen candidate (DARTS: unchosen edges). A relaxation computes the path of `arch` at these weights."""
+        rows = self.relaxation()
+        if [label for label, _ in rows] != list(self.labels):
+            raise NotImplementedError(f"space {self.name!r} relaxes other rows than its decisions; it must give "
+                                      "its own onehot")
+        codes = arch.codes()
+        weights = np.zeros((len(rows), max(len(c) for _, c in rows)))
+        weights[np.arange(len(codes)), codes] = 1.0
+        return weights, tuple(codes)
+
+    # --- equivalences ----------------------------------------------------------------------------
 
     def canonical(self, arch: Arch) -> Arch:
         """The representative of the class of encodings that describe the same network as `arch`.

@@ -32,7 +32,8 @@ from typing import Any
 
 import numpy as np
 
-from .core import Arch, Decision, Space, SpaceError
+from .core import Arch, Decision, FlopsConvention, Space, SpaceError
+from .registry import register_space
 
 PRIMITIVES: tuple[str, ...] = (
     "none", "max_pool_3x3", "avg_pool_3x3", "skip_connect", "sep_conv_3x3", "sep_conv_5x5", "dil_conv_3x3",
@@ -73,10 +74,14 @@ def _label(cell: str, node: int, field: str) -> str:
     return f"{cell}.n{node}.{field}"
 
 
+@register_space("DARTS cell: normal + reduction cell, 4 nodes x 2 (input, op) pairs, 7 ops, ~1.1e18 genotypes",
+                example=DARTS_V2)
 class DartsSpace(Space):
     """The DARTS cell space (normal + reduction cell), archs kept in canonical pair order."""
 
     name = "darts"
+    # `macs`: conv (no conv has a bias) and linear layers with the classifier's bias, and the pooling windows
+    flops_convention = FlopsConvention(bias=True, pools=True)
     flops_counters = ("macs", "tensorwatch")
 
     def __init__(self, allowed: Mapping[str, Sequence[Hashable]] | None = None):
@@ -109,6 +114,17 @@ class DartsSpace(Space):
         """28 rows: the 14 edges of the normal cell, then of the reduce cell (`normal:3<-1`), over all 8 PRIMITIVES
         (`none` included), the layout of DARTS's `alphas_normal` / `alphas_reduce`."""
         return [(f"{cell}:{t}<-{s}", PRIMITIVES) for cell in CELLS for t, s in EDGES]
+
+    def onehot(self, arch: Arch) -> tuple[np.ndarray, tuple[int, ...] | None]:
+        """`[28, 8]` weights of a genotype: one-hot on the chosen op for the two chosen edges of every node, zero rows
+        for the other edges (so there is no hard sample: None); a `mix` relaxation at these weights computes what
+        the single path of `arch` computes."""
+        weights = np.zeros((len(CELLS) * len(EDGES), len(PRIMITIVES)))
+        rows = {(cell, f"{t}<-{s}"): i for i, (cell, (t, s)) in enumerate((c, e) for c in CELLS for e in EDGES)}
+        for cell, pairs in self.genotype(arch).items():
+            for k, (op, src) in enumerate(pairs):
+                weights[rows[(cell, f"{NODES[k // 2]}<-{src}")], PRIMITIVES.index(op)] = 1.0
+        return weights, None
 
     def relaxation_mask(self) -> np.ndarray:
         """Every relaxed entry is allowed (a mask restricts the discrete decisions, not DARTS's edges)."""
@@ -232,6 +248,18 @@ class DartsSpace(Space):
                                  f"pairs; expected the form {_EXAMPLE}")
             cells[cell] = [tuple(p) for p in pairs]
         return self._from_cells(cells)
+
+    def key(self, arch: Arch | str | Sequence[Any]) -> str:
+        """The canonical string of a DARTS genotype (`to_string()`, each node's two pairs sorted by input) from an
+        `Arch`, a genotype string as the DARTS code writes it, or NAS-Bench-301's compact form
+        `[[(input, op) x 8 normal], [(input, op) x 8 reduce]]` as a string or nested lists (any spacing, pairs in
+        either order), so the NB301 subset's own keys find their rows."""
+        if isinstance(arch, Arch) or (isinstance(arch, str) and "Genotype" in arch):
+            return super().key(arch)
+        if isinstance(arch, (str, list, tuple)):
+            return self.from_nb301(arch).to_string()
+        raise SpaceError(f"{arch!r} is not a DARTS genotype; expected an Arch of space darts, a string like "
+                         f"{_EXAMPLE} or the NB301 form {_NB301_EXAMPLE}")
 
     # --- NAS-Bench-301's compact form --------------------------------------------------------------
     def to_nb301(self, arch: Arch) -> str:

@@ -41,7 +41,8 @@ from typing import Any
 
 import numpy as np
 
-from .core import Arch, Decision, Space, SpaceError
+from .core import Arch, Decision, FlopsConvention, Space, SpaceError
+from .registry import register_space
 
 DEPTHS: tuple[int, ...] = (2, 3, 4)
 KERNELS: tuple[int, ...] = (3, 5, 7)
@@ -190,10 +191,14 @@ def _block_tables(layout: MobileNetLayout) -> tuple[tuple[int, int], list[list[d
     return fixed_costs(layout), tables
 
 
+@register_space("once-for-all MobileNetV3: 5 stages, depth {2,3,4}, kernel {3,5,7}, expand {3,4,6} per block",
+                example="k3e3-k5e4|k7e6-k3e3|k3e3-k3e3|k5e6-k5e6|k3e4-k3e4")
 class MobileNetSpace(Space):
     """Once-for-all MobileNetV3: 5 stages x up to 4 blocks, depth {2,3,4}, kernel {3,5,7}, expand {3,4,6}."""
 
     name = "mobilenet"
+    flops_convention = FlopsConvention(bias=False, pools=False)
+    cost_term_kinds = ("params", "flops")
     COST_OPTIONS: tuple[str, ...] = ("width_mult", "schedule")
 
     def __init__(self, allowed: Mapping[str, Sequence[Hashable]] | None = None):

@@ -36,7 +36,8 @@ from typing import Any
 
 import numpy as np
 
-from .core import Arch, Decision, Space, SpaceError
+from .core import Arch, Decision, FlopsConvention, Space, SpaceError
+from .registry import register_space
 
 CANDIDATES: tuple[str, ...] = ("identity", "mb_e3_k3", "mb_e6_k5")
 LABELS: tuple[str, ...] = tuple(f"l{i}" for i in range(1, 9))
@@ -115,10 +116,14 @@ def fixed_costs(num_classes: int = 10, in_channels: int = 3, image_size: int = 3
     return params, flops
 
 
+@register_space("NAS-Bench-Macro: 8 layers x {identity, MBConv e3 k3, MBConv e6 k5}, 6,561 codes, CIFAR network",
+                example=EXAMPLE)
 class NASBenchMacroSpace(Space):
     """The NAS-Bench-Macro space: decisions `l1..l8`, candidates `identity`, `mb_e3_k3`, `mb_e6_k5` (codes 0, 1, 2)."""
 
     name = "nasbench-macro"
+    flops_convention = FlopsConvention(bias=False, pools=False)
+    cost_term_kinds = ("params", "flops")
 
     def __init__(self, allowed: Mapping[str, Sequence[Hashable]] | None = None):
         super().__init__([Decision(label, CANDIDATES) for label in LABELS], allowed)
@@ -133,7 +138,7 @@ class NASBenchMacroSpace(Space):
         code = text.strip() if isinstance(text, str) else text
         if not isinstance(code, str) or len(code) != len(LABELS) or set(code) - {"0", "1", "2"}:
             raise SpaceError(
-                f"{text!r} is not a NAS-Bench-Macro code; expected {len(LABELS)} digits from 0 (identity), "
+                f"{text!r} is not a NAS-Bench-Macro code; expected {len(LABELS)} characters from 0 (identity), "
                 f"1 (mb_e3_k3), 2 (mb_e6_k5), e.g. {EXAMPLE}"
             )
         return self.decode([int(c) for c in code])

@@ -18,7 +18,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from .core import Arch, Decision, Space, SpaceError
+from .core import Arch, Decision, FlopsConvention, Space, SpaceError
+from .registry import register_space
 
 if TYPE_CHECKING:
     import networkx as nx
@@ -30,11 +31,17 @@ PARAMETRIC_OPS: tuple[str, ...] = ("nor_conv_1x1", "nor_conv_3x3")
 _KERNEL = {"nor_conv_1x1": 1, "nor_conv_3x3": 3}
 
 
+@register_space("NAS-Bench-201 cell: 6 edges x 5 ops, 15,625 archs, one genotype for all 15 cells",
+                example="|nor_conv_3x3~0|+|nor_conv_3x3~0|avg_pool_3x3~1|+|skip_connect~0|nor_conv_3x3~1|skip_connect~2|")
 class NB201Space(Space):
     """The NAS-Bench-201 cell space (15,625 encodings)."""
 
     name = "nb201"
-    flops_counters = ("benchmark", "tensorwatch")
+    # the benchmark's count: conv and linear layers with their biases, no pooling (`flops`); `macs` adds the pools
+    flops_convention = FlopsConvention(bias=True, pools=False)
+    flops_counters = ("benchmark", "tensorwatch", "macs")
+    # the standalone network keeps the supernet's macro structure
+    COST_OPTIONS = ("C", "N")
 
     def __init__(self, allowed=None):
         super().__init__([Decision(label, OPS) for label in EDGE_LABELS], allowed)
@@ -141,9 +148,12 @@ class NB201Space(Space):
         (17.9586 M for index 0 on CIFAR-10): tensorwatch's `ModelStats` rules, which also count BN (2 per
         element when affine, 1 otherwise), the ReLU before each conv (per input element), average pools (k*k per
         output element) and global pooling ((size + 1)^2 per channel), and leave the classifier's bias out.
+        `counter="macs"` is supernas's own count, `macs`.
         """
         if counter not in self.flops_counters:
             raise SpaceError(f"FLOPs counter {counter!r} is not known; accepted: {', '.join(self.flops_counters)}")
+        if counter == "macs":
+            return self.macs(arch, num_classes, C, N, in_channels, image_size, affine)
         total = 0
         for positions, macs_per_position, bias_per_position, _pool in self._layers(
                 arch, num_classes, C, N, in_channels, image_size, affine):
