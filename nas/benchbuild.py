@@ -267,6 +267,8 @@ def write_table(out: Path, arch_list: list[str], settings: StandaloneSettings, r
                 by_arch = per_arch(metric, seed)
                 columns[(ds, f"{metric}_s{seed}")] = np.array([by_arch[rep_of[a]] for a in rows], float)
     _, task = _cost_task(settings)
+    # the options of the trained network that its costs depend on (NB201: C, N; MobileNet: width, schedule)
+    macro = {k: v for k, v in task.items() if k in space.COST_OPTIONS}
     columns[(ds, "params")] = np.array([space.params(space.parse(a), **task) for a in rows], float)
     columns[(ds, "flops")] = np.array([space.flops(space.parse(a), **task) for a in rows], float)
 
@@ -277,12 +279,13 @@ def write_table(out: Path, arch_list: list[str], settings: StandaloneSettings, r
         "description": f"{len(rows)} {settings.space} archs"
                        + (f" ({len(arch_list)} classes of identical networks, one trained per class)"
                           if request.unique else "")
-                       + f" trained stand-alone on {ds} ({settings.epochs} epochs, C={settings.C}, N={settings.N}, "
-                         f"seeds {', '.join(map(str, seeds))}) by `nas bench build`",
+                       + f" trained stand-alone on {ds} ({settings.epochs} epochs, "
+                         + "".join(f"{k}={v}, " for k, v in macro.items())
+                         + f"seeds {', '.join(map(str, seeds))}) by `nas bench build`",
         "source": "nas bench build",
         "command": request.command,
         "training": settings.as_dict(),
-        "macro": {"C": settings.C, "N": settings.N} if settings.space == "nb201" else {},
+        "macro": macro,
         "plan": {"unique": request.unique, "archs_trained": len(arch_list), "rows": len(rows),
                  "space_size": space.size(), "seeds": seeds, "multi_seed_archs": multi,
                  "order_seed": settings.seed},

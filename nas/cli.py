@@ -135,7 +135,8 @@ def _build_parser() -> argparse.ArgumentParser:
                                  description="Train N sampled archs from scratch (fixed seed and schedule) and "
                                              "write a benchmark that nas rank --benchmark DIR reads. Rerun the "
                                              "same command to resume: finished archs are not retrained.")
-    build.add_argument("--space", default="nb201", help="nb201, nasbench-macro or mobilenet (default nb201)")
+    build.add_argument("--space", default="nb201",
+                       help="a space whose archs train stand-alone (nas list marks them; default nb201)")
     build.add_argument("--dataset", default="digits", help="dataset (default digits)")
     build.add_argument("--archs", default="100", metavar="N|all", help="archs to train (default 100)")
     build.add_argument("--epochs", type=int, default=20, help="training epochs per arch (default 20)")
@@ -312,16 +313,18 @@ def _cmd_bench_build(args: argparse.Namespace, argv: Sequence[str]) -> int:
     import dataclasses
 
     import searchspaces
+    import supernets
 
     from . import benchbuild, data
     from . import config as cfg
     from .progress import Reporter
-    from .standalone import SPACES, StandaloneSettings
+    from .standalone import StandaloneSettings, spaces
 
     searchspaces.get(args.space)
-    if args.space not in SPACES:
-        raise UserError(f"nas bench build trains archs of the spaces {', '.join(SPACES)}, not {args.space!r} (DARTS "
-                        "genotypes train with nas train)")
+    if args.space not in spaces():
+        trained = [e.space for e in supernets.entries() if e.eval_network is not None and e.space not in spaces()]
+        raise UserError(f"nas bench build trains archs of the spaces {', '.join(spaces())}, not {args.space!r}"
+                        + (f" ({', '.join(trained)} archs train with nas train)" if args.space in trained else ""))
     if args.archs == "all" and searchspaces.get(args.space).size() > 1_000_000:
         raise UserError(f"space {args.space!r} is too large for --archs all; give a number")
     if args.dataset not in data.DATASETS:
@@ -472,6 +475,35 @@ def _cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def space_capabilities(name: str) -> list[str]:
+    """What a registered space offers, as `nas list` and the README's table of spaces name it: the build modes in
+    which its supernet runs relaxed archs, per-candidate gradients, FLOPs counters, cost terms, identical-network
+    classes, and the commands that train its archs from scratch."""
+    import searchspaces
+    import supernets
+
+    space = searchspaces.entry(name)
+    out = []
+    if name in supernets.names():
+        caps = supernets.entry(name).capabilities
+        out.append("relaxed in " + "/".join(caps.relaxations) if caps.relaxations else "single paths only")
+        if caps.choice_gradients:
+            out.append("per-candidate gradients")
+    else:
+        out.append("no supernet")
+    if space.has_flops:
+        out.append("FLOPs" + (f" ({', '.join(space.flops_counters)})" if space.flops_counters else ""))
+    if space.cost_term_kinds:
+        out.append(f"cost terms ({', '.join(space.cost_term_kinds)})")
+    if space.has_equivalences:
+        out.append("identical-network classes")
+    if name in supernets.names() and supernets.entry(name).standalone is not None:
+        out.append("nas bench build")
+    if name in supernets.names() and supernets.entry(name).final_recipe is not None:
+        out.append("nas train")
+    return out
+
+
 def _cmd_list(args: argparse.Namespace) -> int:
     import searchspaces
     import strategies
@@ -481,8 +513,9 @@ def _cmd_list(args: argparse.Namespace) -> int:
 
     presets = cfg.presets_dir() / "experiments"
     print("spaces:")
-    for name in searchspaces.names():
-        print(f"  {name:16s} {searchspaces.DESCRIPTIONS.get(name, '')}")
+    for entry in searchspaces.entries():
+        print(f"  {entry.name:16s} {entry.description}")
+        print(f"  {'':16s} [{'; '.join(space_capabilities(entry.name))}]")
     print("strategies:")
     for name in strategies.names():
         print(f"  {name:16s} {strategies.DESCRIPTIONS.get(name, '')}")
@@ -528,28 +561,31 @@ def _cmd_arch_info(args: argparse.Namespace) -> int:
         "params": space.params(arch, **task),
         "flops": space.flops(arch, **task),
     }
-    for counter in space.flops_counters[1:]:  # the other published conventions, e.g. NASLib's tensorwatch count
+    counters = space.flops_counters or ("default",)
+    for counter in space.flops_counters[1:]:  # the space's other conventions, e.g. NASLib's tensorwatch count
         info[f"flops_{counter}"] = space.flops(arch, counter=counter, **task)
-    if hasattr(space, "macs"):  # nb201: our own count (pooling windows added) beside the benchmark's FLOPs
-        info["macs"] = space.macs(arch, **task)
     if args.json:
         print(json.dumps(info, indent=2))
     else:
         print(f"arch       {info['arch']}")
         print(f"codes      {info['codes']}  (candidate index per decision)")
-        print(f"valid      {'yes' if info['valid'] else 'no: the space marks it invalid (nb201: output unreachable)'}")
+        print(f"valid      {'yes' if info['valid'] else 'no: the space marks it invalid (the output is unreachable)'}")
         print(f"params     {info['params']:,}  ({info['params'] / 1e6:.6f} M, {args.dataset}, affine BN)")
-        if "macs" in info:
-            print(f"FLOPs      {info['flops']:,}  ({info['flops'] / 1e6:.6f} MFLOPs per image, the benchmark's "
-                  f"convention: conv and linear layers; --max-flops uses it)")
-            print(f"MACs       {info['macs']:,}  ({info['macs'] / 1e6:.6f} M per image, supernas count: FLOPs plus "
-                  f"pooling windows)")
-        else:
-            print(f"FLOPs      {info['flops']:,}  ({info['flops'] / 1e6:.2f} M multiply-adds per image)")
-        if "flops_tensorwatch" in info:
-            print(f"FLOPs (tw) {info['flops_tensorwatch']:,}  ({info['flops_tensorwatch'] / 1e6:.6g} M, tensorwatch's "
-                  f"count as NASLib / NAS-Bench-Suite-Zero publish it: BN, ReLU and pooling included)")
+        print(f"FLOPs      {info['flops']:,}  ({info['flops'] / 1e6:.6f} M per image, counter {counters[0]}: "
+              f"{_COUNTER_NOTES.get(counters[0], 'the space' + chr(39) + 's own count')}; --max-flops uses it)")
+        for counter in space.flops_counters[1:]:
+            value = info[f"flops_{counter}"]
+            print(f"FLOPs ({counter}) {value:,}  ({value / 1e6:.6f} M, "
+                  f"{_COUNTER_NOTES.get(counter, 'another convention of the space')})")
     return 0
+
+
+# What the FLOPs counter names that spaces declare (`Space.flops_counters`) count.
+_COUNTER_NOTES = {
+    "benchmark": "the benchmark's own convention, conv and linear layers",
+    "macs": "supernas's count: conv and linear layers plus pooling windows",
+    "tensorwatch": "tensorwatch's count as NASLib / NAS-Bench-Suite-Zero publish it: BN, ReLU and pooling included",
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

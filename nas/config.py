@@ -150,6 +150,15 @@ def resolve(
     for layer in user_layers:
         config = merge(config, layer)
     validate(config)
+    return complete(config)
+
+
+def complete(config: Config) -> Config:
+    """The config with every build option of its space's supernet: the registry's defaults (the builder's
+    signature, the one place they are written) fill the options the layers left out, so that config.yaml records
+    the network a run builds. A validated config is expected."""
+    config = dict(config)
+    config["supernet"] = supernets.entry(config["space"]["name"]).resolve(config["supernet"])
     return config
 
 
@@ -335,11 +344,12 @@ def validate(config: Config) -> None:
             raise UserError(f"config key {key!r} is missing")
         SCHEMA[key](key, flat[key])
     space_name, strategy_name = config["space"]["name"], config["strategy"]["name"]
-    if space_name not in supernets.OPTIONS:
+    if space_name not in supernets.names():
         raise UserError(f"search space {space_name!r} has no supernet yet, so it cannot be trained; spaces with a "
-                        f"supernet: {', '.join(supernets.OPTIONS)}")
+                        f"supernet: {', '.join(supernets.names())}")
 
-    supernet_options = supernets.OPTIONS[space_name]
+    registered = supernets.entry(space_name)
+    supernet_options = {**registered.defaults(), **{old: None for old in registered.renamed}}
     strategy_options = strategies.strategy_class(strategy_name).OPTIONS
     for key, value in flat.items():
         section, _, rest = key.partition(".")
@@ -366,13 +376,13 @@ def validate(config: Config) -> None:
         strategy.check_space(searchspaces.get(space_name))
     except ValueError as exc:
         raise UserError(str(exc)) from None
-    available = supernets.modes(space_name)
-    if strategy.mode() not in available:
+    capabilities = registered.capabilities
+    if not capabilities.accepts(strategy.mode()):
         fitting = [name for name in strategies.names()
-                   if strategies.strategy_class(name)().mode() in available]
+                   if capabilities.accepts(strategies.strategy_class(name)().mode())]
         raise UserError(f"strategy {strategy_name} runs the supernet in {strategy.mode()!r} mode, which the "
-                        f"{space_name} supernet does not (it runs {', '.join(available)}); strategies that fit: "
-                        f"{', '.join(fitting)}")
+                        f"{space_name} supernet does not (it runs {', '.join(capabilities.paths)}); strategies that "
+                        f"fit: {', '.join(fitting)}")
     _validate_combinations(config)
 
 
@@ -413,7 +423,7 @@ def _validate_combinations(config: Config) -> None:
             f"search.sample_size={search['sample_size']} exceeds search.population={search['population']}; "
             "the tournament samples from the population"
         )
-    bn_build = config["supernet"].get("bn_mode", supernets.OPTIONS[config["space"]["name"]].get("bn_mode", "batch"))
+    bn_build = supernets.entry(config["space"]["name"]).resolve(config["supernet"]).get("bn_mode", "batch")
     bn_eval = ev["bn_mode"] or bn_build
     if bn_build == "batch" and bn_eval != "batch":
         raise UserError(

@@ -1,8 +1,9 @@
 """`nas train`: train a final architecture from scratch with its space's evaluation recipe.
 
-DARTS archs use the DARTS CIFAR recipe (C=36, 20 layers, auxiliary tower weight 0.4, drop-path 0.2 growing
-linearly over the epochs, cutout 16, 600 epochs, SGD 0.025 cosine to 0, momentum 0.9, weight decay 3e-4,
-batch 96, clip 5); NB201 archs the NAS-Bench-201 recipe (C=16, N=5 cells per stage as `layers`, 200 epochs,
+The network and the recipe are registered with the space's supernet (`supernets.entry(space).eval_network`,
+`.final_recipe`). DARTS archs use the DARTS CIFAR recipe (C=36, 20 layers, auxiliary tower weight 0.4, drop-path
+0.2 growing linearly over the epochs, cutout 16, 600 epochs, SGD 0.025 cosine to 0, momentum 0.9, weight decay
+3e-4, batch 96, clip 5); NB201 archs the NAS-Bench-201 recipe (C=16, N=5 cells per stage as `layers`, 200 epochs,
 SGD 0.1 Nesterov cosine to 0, weight decay 5e-4, batch 256, no clipping). Every value can be overridden.
 Like a search, a training run keeps its settings first, checkpoints every epoch atomically and resumes exactly.
 """
@@ -35,12 +36,10 @@ from .supervised import train_epoch
 
 STREAM_CUTOUT, STREAM_DROP_PATH = 13, 14
 
-RECIPES: dict[str, dict[str, Any]] = {
-    "darts": dict(epochs=600, batch_size=96, lr=0.025, lr_min=0.0, momentum=0.9, nesterov=False,
-                  weight_decay=3e-4, grad_clip=5.0, C=36, layers=20, auxiliary_weight=0.4, drop_path=0.2, cutout=16),
-    "nb201": dict(epochs=200, batch_size=256, lr=0.1, lr_min=0.0, momentum=0.9, nesterov=True, weight_decay=5e-4,
-                  grad_clip=0.0, C=16, layers=5, auxiliary_weight=0.0, drop_path=0.0, cutout=0),
-}
+def recipes() -> dict[str, dict[str, Any]]:
+    """`space -> recipe` of every space whose supernet registers a final-training network and its recipe (the
+    values of FinalSettings that differ per space)."""
+    return {e.space: dict(e.final_recipe) for e in supernets.entries() if e.final_recipe is not None}
 
 
 @dataclass(frozen=True)
@@ -75,7 +74,7 @@ class FinalSettings:
 
     @classmethod
     def for_space(cls, space: str, arch: str, **values: Any) -> FinalSettings:
-        return cls(space=space, arch=arch, **{**RECIPES[space], **values})
+        return cls(space=space, arch=arch, **{**recipes()[space], **values})
 
     def as_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -98,8 +97,9 @@ def resolve_arch(space_name: str | None, text: str) -> tuple[str, str]:
         raise UserError(f"{text!r} holds no arch.json; give an arch string, an arch.json or a search run directory")
     if space_name is None:
         raise UserError("--space is needed with an arch string (it is read from arch.json otherwise)")
-    if space_name not in RECIPES:
-        raise UserError(f"nas train has no recipe for space {space_name!r}; accepted: {', '.join(RECIPES)}")
+    available = recipes()
+    if space_name not in available:
+        raise UserError(f"nas train has no recipe for space {space_name!r}; accepted: {', '.join(available)}")
     return space_name, searchspaces.get(space_name).parse(text).to_string()
 
 
@@ -160,7 +160,7 @@ def train_final(settings: FinalSettings, run_path: Path, resume: bool = False, q
         eta = ETA(s.epochs, start)
         for epoch in range(start, s.epochs):
             started = time.perf_counter()
-            if hasattr(model, "drop_path_prob"):
+            if s.drop_path > 0:  # only networks with drop-path accept drop_path > 0 (build_eval_network)
                 model.drop_path_prob = s.drop_path * epoch / s.epochs
             lr = schedule(epoch, 0)
             for group in optimizer.param_groups:

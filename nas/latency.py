@@ -130,8 +130,9 @@ def build_lookup_table(net, space: Space, task: dict, device, batch_size: int = 
     from torch import nn
 
     from searchspaces.mobilenet import DEPTHS, EXPANDS, KERNELS
+    from supernets import MobileNetSupernet
 
-    if space.name != "mobilenet" or not hasattr(net, "stages"):
+    if not isinstance(net, MobileNetSupernet):
         raise UserError(f"a latency lookup table can be measured for the mobilenet space, not {space.name!r}; "
                         "use search.latency=module:function for a predictor")
     layout = space.layout(**task)
@@ -153,7 +154,7 @@ def build_lookup_table(net, space: Space, task: dict, device, batch_size: int = 
     front = nn.Sequential(net.stem, net.first_block.export(3, 1).to(device)).eval()
     last = layout.stages()[-1].width
     y = torch.randn(batch_size, last, sizes[-1][1], sizes[-1][1], device=device)
-    constant = _median_ms(front, x, repeats, warmup) + _median_ms(net._head_forward, y, repeats, warmup)
+    constant = _median_ms(front, x, repeats, warmup) + _median_ms(net.forward_head, y, repeats, warmup)
     return {"format": LUT_FORMAT, "space": space.name, "task": dict(task), "device": str(device),
             "batch_size": batch_size, "repeats": repeats, "constant_ms": constant, "terms": terms}
 

@@ -69,11 +69,16 @@ def _split(bundle, name: str):
     return split
 
 
+def _build_options(config: dict) -> dict[str, Any]:
+    """Every build option of the run's supernet: the config's, and the registry's defaults for the others."""
+    return supernets.entry(config["space"]["name"]).resolve(config["supernet"])
+
+
 def make_evaluator(config: dict, net: supernets.Supernet, bundle, split_name: str) -> ArchEvaluator:
     ec = config["eval"]
     return ArchEvaluator(
         net, _split(bundle, split_name), batch_size=ec["batch_size"],
-        bn_mode=ec["bn_mode"] or config["supernet"].get("bn_mode", "batch"), calib_split=bundle.train,
+        bn_mode=ec["bn_mode"] or _build_options(config).get("bn_mode", "batch"), calib_split=bundle.train,
         calib_batches=ec["calib_batches"], calib_batch_size=ec["calib_batch_size"],
         calib_seed=derive_seed(config["seed"], STREAM_CALIB), amp=config["train"]["amp"],
     )
@@ -82,20 +87,15 @@ def make_evaluator(config: dict, net: supernets.Supernet, bundle, split_name: st
 def _task(config: dict, bundle, space=None) -> dict[str, Any]:
     """Arguments of the analytic cost functions: the standalone child in the benchmark configuration (affine BN).
 
-    Spaces whose costs depend on supernet options name them in `COST_OPTIONS` (MobileNet: width_mult and the
-    stride schedule); the run's values (or the supernet's defaults) join the task, so params/FLOPs describe the
-    network this run trains."""
+    Spaces whose costs depend on supernet options declare them in `Space.COST_OPTIONS` (NB201: C and N, the child
+    keeps the supernet's macro structure; MobileNet: width_mult and the stride schedule); the run's values (or the
+    supernet's defaults) join the task, so params/FLOPs describe the network this run trains. DARTS declares none:
+    its costs are of the evaluation network at its own defaults (C=36, 20 layers)."""
     task = dict(num_classes=bundle.num_classes, in_channels=bundle.in_channels, image_size=bundle.image_size)
-    if "N" in config["supernet"]:  # NB201: the final network has the supernet's macro structure
-        task.update(C=config["supernet"]["C"], N=config["supernet"]["N"])
     space = space if space is not None else searchspaces.get(config["space"]["name"])
-    options = {**supernets.OPTIONS.get(space.name, {}), **config["supernet"]}
-    task.update({name: options[name] for name in getattr(space, "COST_OPTIONS", ()) if name in options})
-    return task  # DARTS: the evaluation network's own defaults (C=36, 20 layers)
-
-
-def _has_flops(space) -> bool:
-    return type(space).flops is not searchspaces.Space.flops
+    options = _build_options(config)
+    task.update({name: options[name] for name in space.COST_OPTIONS if name in options})
+    return task
 
 
 def _limits(config: dict) -> dict[str, int]:
@@ -167,7 +167,7 @@ def check_limits(config: dict, space, task: dict[str, Any]) -> None:
 
 def _path_costs(space, task: dict[str, Any]) -> PathCosts | None:
     """The record of the analytic FLOPs of every trained path, where the space counts FLOPs."""
-    if not _has_flops(space):
+    if not space.has_flops:
         return None
     # A hard sample is an arch of the space only where the relaxation has one row per decision (NB201, MobileNet);
     # DARTS's relaxation has one row per edge, and GDAS's one op on every edge is no genotype of the space.

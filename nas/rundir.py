@@ -61,7 +61,7 @@ def load_config(path: str | Path) -> dict:
         raise UserError(f"{str(path)!r} is not a run directory (no config.yaml); give the directory a search wrote")
     config = cfg.load_yaml(path / "config.yaml")
     cfg.validate(config)
-    return config
+    return cfg.complete(config)  # a run written before config.yaml listed every build option
 
 
 def git_sha(root: Path = PROJECT_ROOT) -> str | None:

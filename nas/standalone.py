@@ -43,9 +43,10 @@ class StandaloneSettings:
     nesterov: bool = True
     weight_decay: float = 5e-4
     grad_clip: float = 5.0
-    C: int = 16  # nb201 only
-    N: int = 5  # nb201 only
-    width_mult: float = 1.0  # mobilenet only
+    # network sizes; each space's registered `standalone` reads the ones its network has
+    C: int = 16  # nb201
+    N: int = 5  # nb201
+    width_mult: float = 1.0  # mobilenet
     seed: int = 0
     device: str = "auto"
     amp: bool = False
@@ -55,23 +56,23 @@ class StandaloneSettings:
         return asdict(self)
 
 
-SPACES: tuple[str, ...] = ("nb201", "nasbench-macro", "mobilenet")  # spaces whose exported child is the network
+def spaces() -> tuple[str, ...]:
+    """The spaces whose archs `nas bench build` trains: those whose supernet registers a `standalone` network (the
+    exported child, trained from scratch)."""
+    return tuple(e.space for e in supernets.entries() if e.standalone is not None)
 
 
 def network_options(s: StandaloneSettings, bundle) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Supernet build options for the stand-alone network (affine BN with running statistics) and the task of its
-    analytic costs."""
+    """Supernet build options for the stand-alone network (the space's registered `standalone`: affine BN with
+    running statistics) and the task of its analytic costs (the options the space declares in COST_OPTIONS)."""
+    registered = supernets.entry(s.space) if s.space in supernets.names() else None
+    if registered is None or registered.standalone is None:
+        raise ValueError(f"nas bench build trains archs of {', '.join(spaces())}, not {s.space!r}")
+    options = registered.standalone(s.as_dict(), bundle.image_size)
     task = dict(num_classes=bundle.num_classes, in_channels=bundle.in_channels, image_size=bundle.image_size)
-    if s.space == "nb201":
-        task.update(C=s.C, N=s.N)
-        return dict(C=s.C, N=s.N, affine=True, bn_mode="running"), task
-    if s.space == "mobilenet":
-        schedule = "cifar" if bundle.image_size <= 64 else "imagenet"
-        task.update(width_mult=s.width_mult, schedule=schedule)
-        return dict(width_mult=s.width_mult, schedule=schedule, bn_mode="running"), task
-    if s.space == "nasbench-macro":
-        return dict(bn_mode="running"), task
-    raise ValueError(f"nas bench build trains archs of {', '.join(SPACES)}, not {s.space!r}")
+    cost_options = searchspaces.entry(s.space).cost_options
+    task.update({k: v for k, v in registered.resolve(options).items() if k in cost_options})
+    return options, task
 
 
 def train_arch(arch_str: str, settings: StandaloneSettings | dict[str, Any]) -> dict[str, Any]:

@@ -41,8 +41,8 @@ Options (ALGORITHMS.md §1.8), defaults as the reference unless marked "ours":
 - `norm: sum` (reference: ||gW|| + ||gb||) or `l2` (ours); `ema: 0.5` (reference).
 - `unbiased_weights: false` (reference: plain mean loss); true (ours) weights each sample by 1/(N q_j) and each
   path by prod over its active decisions of 1/(K p_{a_e}), each clipped to `max_weight`.
-A space whose supernet names nothing per candidate (`supernets.choice_gradients`) is refused with the config,
-unless `sample_paths` is off: path sampling would silently be uniform there.
+A space whose supernet names nothing per candidate (`capabilities.choice_gradients` of its registration) is refused
+with the config, unless `sample_paths` is off: path sampling would silently be uniform there.
 """
 
 from __future__ import annotations
@@ -105,7 +105,7 @@ class PADAStrategy(Strategy):
 
     def check_space(self, space: Space) -> None:
         """Path sampling needs per-candidate gradients; refuse a space whose supernet names none."""
-        if self.opts["sample_paths"] and not supernets.choice_gradients(space.name):
+        if self.opts["sample_paths"] and not supernets.entry(space.name).capabilities.choice_gradients:
             raise ValueError(self._no_gradients(space.name))
 
     @staticmethod

@@ -57,7 +57,7 @@ class FlopsModel:
     def __init__(self, space: Space, task: dict[str, Any], bins: int, pool: np.ndarray | None = None):
         self.space, self.task = space, task
         self.terms = None
-        if hasattr(space, "cost_terms"):
+        if "flops" in space.cost_term_kinds:
             constant, terms = space.cost_terms("flops", **task)
             self.constant = float(constant)
             self.terms = [([space.label_index(label) for label in labels], table.astype(np.float64))
@@ -198,9 +198,9 @@ class ShiftNASStrategy(Strategy):
         return "hard" if self.opts["generator"] else "single"
 
     def check_space(self, space: Space) -> None:
-        if type(space).flops is Space.flops:
+        if not space.has_flops:
             raise ValueError(f"ShiftNAS bins archs by FLOPs, and space {space.name!r} has no FLOPs count")
-        if self.opts["generator"] and not hasattr(space, "cost_terms"):
+        if self.opts["generator"] and "flops" not in space.cost_term_kinds:
             raise ValueError(f"ShiftNAS's generator needs FLOPs as cost terms, which space {space.name!r} does not "
                              "give; set strategy.generator=false (a uniform arch of the drawn bin instead)")
 

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import copy
-from collections.abc import Hashable
+from collections.abc import Hashable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
@@ -45,8 +46,12 @@ class ArchWeights:
 
 
 class Supernet(nn.Module):
-    """A weight-sharing network over a space: `net(x, arch)` runs one path."""
+    """A weight-sharing network over a space: `net(x, arch)` runs one path.
 
+    A subclass declares the name of its space (`space_name`) and what it can run (`modes`, `relaxations`,
+    `choice_gradients`), and registers itself once (`supernets.registry.register_supernet`)."""
+
+    space_name: str = ""
     space: Space
     num_classes: int
     # How a path can be given (what `Strategy.mode()` names): `single` (an Arch), `mix` (ArchWeights without `hard`:
@@ -61,8 +66,24 @@ class Supernet(nn.Module):
     # Whether `choice_slices()` names what candidates train (their own parameters, or slices of shared ones).
     # Strategies that read per-candidate gradients (PA&DA) refuse a space whose supernet does not: every candidate
     # would look alike to them. A class attribute, so that the config check can read it before anything is built
-    # (`supernets.choice_gradients(space_name)`).
+    # (`supernets.entry(space_name).capabilities.choice_gradients`).
     choice_gradients: bool = True
+
+    def _check_space(self, space: Space) -> None:
+        """Refuse a space other than the one this supernet is for (a programming error, not a user's)."""
+        if space.name != self.space_name:
+            raise ValueError(f"{type(self).__name__} needs the {self.space_name} space, got {space.name!r}")
+
+    @classmethod
+    def check_options(cls, options: Mapping[str, Any]) -> None:
+        """Raise ValueError (one sentence) when build options contradict each other; nothing is built. `options`
+        holds every option (the defaults filled in). The default has nothing to refuse."""
+
+    def export_costs(self) -> dict[str, Any] | None:
+        """The arguments besides the task (`num_classes`, `in_channels`, `image_size`) under which the space's
+        `params` and `flops` describe `self.export(arch)`, or None when the space counts no such network. The
+        registry tests check that counts of exported networks equal them."""
+        return None
 
     def forward(self, x: torch.Tensor, arch: Arch | ArchWeights) -> torch.Tensor:  # pragma: no cover - abstract
         """One path (`Arch`), or a relaxed arch (`ArchWeights`) run in the build's `mode` (`mix` or `entangle`)."""

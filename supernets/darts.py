@@ -1,4 +1,4 @@
-"""DARTS search supernet and `build_eval_network` (the standalone evaluation networks of DARTS and NB201).
+"""DARTS search supernet and the DARTS evaluation network that `nas train` trains (`eval_network`).
 
 Macro structure of DARTS's search network: stem conv 3x3 (in_channels -> stem_multiplier*C, no bias) + affine
 BN; `layers` cells with reductions (channels doubled) at layers//3 and 2*layers//3; every cell preprocesses its
@@ -63,7 +63,7 @@ from .darts_ops import (
     run_cell,
 )
 from .mixed import MixedOp, Policy, combine, policy
-from .nb201 import NB201Network
+from .registry import register_supernet
 
 # Rows of a relaxed DARTS arch: the 14 edges of the normal cell, then those of the reduce cell.
 RELAXED_ROWS: tuple[tuple[str, str], ...] = tuple((cell, f"{t}<-{s}") for cell in CELLS for t, s in EDGES)
@@ -77,13 +77,9 @@ def relaxed_row(cell: str, edge: str) -> int:
 
 
 def onehot_weights(space: Space, arch: Arch) -> torch.Tensor:
-    """`[28, 8]` weights of a genotype: one-hot on the chosen op for the two chosen edges of every node, zero
-    rows for the other edges; `mix` mode with these weights computes what `forward(x, arch)` computes."""
-    weights = torch.zeros(RELAXED_SHAPE)
-    for cell, pairs in space.genotype(arch).items():
-        for k, (op, src) in enumerate(pairs):
-            weights[relaxed_row(cell, f"{NODES[k // 2]}<-{src}"), PRIMITIVES.index(op)] = 1.0
-    return weights
+    """`[28, 8]` weights of a genotype as a tensor (`DartsSpace.onehot`); `mix` mode with these weights computes what
+    `forward(x, arch)` computes."""
+    return torch.as_tensor(space.onehot(arch)[0], dtype=torch.float32)
 
 
 class SearchCell(nn.Module):
@@ -159,6 +155,7 @@ class DartsSupernet(Supernet):
     and dil_conv_3x3 are the centre taps of the 5x5 candidates, on every path, and a relaxed edge runs one
     superposed op per group; `scale_group_by_mass` multiplies a group's output by its total weight)."""
 
+    space_name = "darts"
     modes = ("single", "mix", "hard")
     relaxations = ("mix", "entangle")
 
@@ -166,8 +163,7 @@ class DartsSupernet(Supernet):
                  bn_mode: str = "batch", affine: bool = False, stem_multiplier: int = 3, mode: str = "mix",
                  scale_group_by_mass: bool = False):
         super().__init__()
-        if space.name != "darts":
-            raise ValueError(f"DartsSupernet needs the darts space, got {space.name!r}")
+        self._check_space(space)
         check_mode(bn_mode)
         self.space = space
         self.mode, self.policy = mode, policy(mode, scale_group_by_mass)
@@ -192,6 +188,13 @@ class DartsSupernet(Supernet):
     def build_options(self) -> dict:
         return dict(num_classes=self.num_classes, C=self.C, layers=self.layers, in_channels=self.in_channels,
                     bn_mode=self.bn_mode, affine=self.affine, stem_multiplier=self.stem_multiplier)
+
+    def export_costs(self) -> dict | None:
+        """The child is NAS-Bench-301's training network (`search_ops`) at this supernet's size; the space counts it
+        with non-affine cell BN only, so an affine supernet's child has no count."""
+        if self.affine:
+            return None
+        return dict(C=self.C, layers=self.layers, stem_multiplier=self.stem_multiplier, search_ops=True)
 
     def forward(self, x: torch.Tensor, arch: Arch | ArchWeights) -> torch.Tensor:
         """The single path of an `Arch`, or a relaxed arch (`ArchWeights`, `[28, 8]`, see RELAXED_ROWS) in the build's
@@ -304,24 +307,23 @@ class DartsSupernet(Supernet):
         self._set_mask()
 
 
-def build_eval_network(arch: Arch, C: int | None = None, layers: int | None = None, num_classes: int = 10,
-                       auxiliary: bool = True, in_channels: int = 3, drop_path: float = 0.0) -> nn.Module:
-    """The standalone network to train an arch from scratch.
-
-    DARTS arch: DARTS's CIFAR evaluation network (`NetworkCIFAR`; C=36, layers=20 unless given), affine BN with
-    running statistics, auxiliary head after cell 2*layers//3 when `auxiliary`, drop-path probability
-    `drop_path` (the `drop_path_prob` attribute, settable per epoch). NB201 arch: the benchmark's network
-    `NB201Network(arch, num_classes, C=16, N=5, affine=True, bn_mode="running")`; `C` and `layers` set its C
-    and N only when given; it has no auxiliary head (`auxiliary` is ignored) and no drop-path.
-    """
+def eval_network(arch: Arch, C: int | None = None, layers: int | None = None, num_classes: int = 10,
+                 auxiliary: bool = True, in_channels: int = 3, drop_path: float = 0.0) -> DartsNetwork:
+    """The network `nas train` trains for a DARTS genotype: DARTS's CIFAR evaluation network (`NetworkCIFAR`; C=36,
+    layers=20 unless given), affine BN with running statistics, auxiliary head after cell 2*layers//3 when
+    `auxiliary`, drop-path probability `drop_path` (the `drop_path_prob` attribute, settable per epoch)."""
     space = arch.space
-    if space.name == "darts":
-        return DartsNetwork(space.genotype(arch), num_classes=num_classes, C=36 if C is None else C,
-                            layers=20 if layers is None else layers, in_channels=in_channels, auxiliary=auxiliary,
-                            drop_path_prob=drop_path, search_ops=False, affine=True, bn_mode="running")
-    if space.name == "nb201":
-        if drop_path:
-            raise ValueError(f"the NB201 evaluation network has no drop-path; got drop_path={drop_path}")
-        return NB201Network(arch, num_classes=num_classes, C=16 if C is None else C, N=5 if layers is None else layers,
-                            in_channels=in_channels, affine=True, bn_mode="running")
-    raise ValueError(f"no evaluation network for space {space.name!r}; available: darts, nb201")
+    return DartsNetwork(space.genotype(arch), num_classes=num_classes, C=36 if C is None else C,
+                        layers=20 if layers is None else layers, in_channels=in_channels, auxiliary=auxiliary,
+                        drop_path_prob=drop_path, search_ops=False, affine=True, bn_mode="running")
+
+
+register_supernet(
+    DartsSupernet, eval_network=eval_network,
+    # DARTS's CIFAR recipe: C=36, 20 layers, auxiliary tower weight 0.4, drop-path 0.2 growing linearly over the
+    # epochs, cutout 16, 600 epochs, SGD 0.025 cosine to 0, momentum 0.9, weight decay 3e-4, batch 96, clip 5
+    final_recipe=dict(epochs=600, batch_size=96, lr=0.025, lr_min=0.0, momentum=0.9, nesterov=False,
+                      weight_decay=3e-4, grad_clip=5.0, C=36, layers=20, auxiliary_weight=0.4, drop_path=0.2,
+                      cutout=16),
+    smoke={"C": 4, "layers": 3},
+)

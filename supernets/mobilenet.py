@@ -33,7 +33,8 @@ leaves out the placeholder choices of blocks beyond a stage's depth.
 from __future__ import annotations
 
 import copy
-from collections.abc import Hashable
+from collections.abc import Hashable, Mapping
+from typing import Any
 
 import torch
 from torch import nn
@@ -45,6 +46,7 @@ from .base import ArchWeights, ChoiceKey, ChoiceSlices, Supernet
 from .bn import check_mode
 from .elastic import ElasticMBConv, HSwish, MBConv
 from .mixed import MODES
+from .registry import register_supernet
 
 
 def _stem(layout: MobileNetLayout, track: bool) -> nn.Sequential:
@@ -84,6 +86,7 @@ class MobileNetNetwork(nn.Module):
 class MobileNetSupernet(Supernet):
     """Weight-entangled once-for-all MobileNetV3 over `searchspaces.MobileNetSpace`."""
 
+    space_name = "mobilenet"
     modes = ("single", "mix", "hard")
     relaxations = ("entangle",)
 
@@ -92,8 +95,7 @@ class MobileNetSupernet(Supernet):
     def __init__(self, space: Space, num_classes: int = 10, in_channels: int = 3, width_mult: float = 1.0,
                  schedule: str = "cifar", bn_mode: str = "recalibrate", dropout: float = 0.1, mode: str = "mix"):
         super().__init__()
-        if space.name != "mobilenet":
-            raise ValueError(f"MobileNetSupernet needs the mobilenet space, got {space.name!r}")
+        self._check_space(space)
         if mode not in MODES:
             raise ValueError(f"supernet.mode={mode!r} is not valid; accepted: {', '.join(MODES)}")
         self.space, self.num_classes, self.bn_mode, self.mode = space, num_classes, check_mode(bn_mode), mode
@@ -114,8 +116,14 @@ class MobileNetSupernet(Supernet):
         self.stages = nn.ModuleList(stages)
         self.final_expand, self.feature_mix, self.classifier = _head(self.layout, track, dropout)
 
+    def export_costs(self) -> dict:
+        """The subnet's costs depend on the width multiplier and the stride schedule of the build."""
+        return dict(width_mult=self.layout.width_mult, schedule=self.layout.schedule)
+
     # --- forward ---------------------------------------------------------------------------------
-    def _head_forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward_head(self, x: torch.Tensor) -> torch.Tensor:
+        """The fixed head after the last stage (final expand, pooling, feature mix, classifier): part of every
+        subnet, so a latency table times it once (nas.latency)."""
         x = self.final_expand(x).mean((2, 3), keepdim=True)
         return self.classifier(torch.flatten(self.feature_mix(x), 1))
 
@@ -130,7 +138,7 @@ class MobileNetSupernet(Supernet):
         for stage, blocks in zip(self.stages, self.space.blocks(arch)):
             for block, (kernel, expand) in zip(stage, blocks):
                 x = block(x, kernel, expand)
-        return self._head_forward(x)
+        return self.forward_head(x)
 
     def _forward_entangled(self, x: torch.Tensor, aw: ArchWeights) -> torch.Tensor:
         """TangleNAS on the elastic blocks (`entangle`, specs/ALGORITHMS.md §3): every block runs ONCE at its largest
@@ -161,7 +169,7 @@ class MobileNetSupernet(Supernet):
                     term = depth_weights[b + 1] * x
                     out = term if out is None else out + term
             x = out
-        return self._head_forward(x)
+        return self.forward_head(x)
 
     def _forward_masked(self, x: torch.Tensor, aw: ArchWeights) -> torch.Tensor:
         if aw.hard is None:
@@ -180,7 +188,7 @@ class MobileNetSupernet(Supernet):
                 gate = (depth_weights * depth_active(b, x.device)).sum() if block.residual else None
                 x = block(x, kernel, expand, channel_mask=channel_mask(block, e_w, expand),
                           kernel_mask=kernel_mask(k_w, kernel), gate=gate)
-        return self._head_forward(x)
+        return self.forward_head(x)
 
     # --- registry --------------------------------------------------------------------------------
     def _registry_key(self, parts: list[str]) -> ChoiceKey:
@@ -274,3 +282,13 @@ def kernel_mask(kernel_weights: torch.Tensor, kernel: int) -> torch.Tensor:
     sizes = torch.tensor([k // 2 for k in KERNELS], device=kernel_weights.device)
     covers = (radius[None] <= sizes[:, None, None]).to(kernel_weights.dtype)
     return torch.einsum("j,jhw->hw", kernel_weights, covers)
+
+
+def _standalone(settings: Mapping[str, Any], image_size: int) -> dict[str, Any]:
+    """`nas bench build` trains the subnet at the settings' width with running BN statistics, in the stride schedule
+    of the image size (`cifar` up to 64x64)."""
+    return dict(width_mult=settings["width_mult"], schedule="cifar" if image_size <= 64 else "imagenet",
+                bn_mode="running")
+
+
+register_supernet(MobileNetSupernet, standalone=_standalone, smoke={"width_mult": 0.5}, smoke_image_size=16)

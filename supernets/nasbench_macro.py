@@ -50,6 +50,7 @@ from .base import ArchWeights, ChoiceKey, Supernet
 from .bn import batchnorms, check_mode, make_bn
 from .elastic import ElasticMBConv
 from .mixed import MixedOp, allowed_columns, combine, policy
+from .registry import register_supernet
 
 LARGEST_MB = "mb_e6_k5"
 
@@ -144,6 +145,7 @@ class NASBenchMacroNetwork(nn.Module):
 class NASBenchMacroSupernet(Supernet):
     """Weight-sharing NAS-Bench-Macro supernet: `net(x, arch)` runs the path of `arch` at its real size."""
 
+    space_name = "nasbench-macro"
     modes = ("single", "mix", "hard")
     relaxations = ("mix", "entangle")
 
@@ -151,14 +153,10 @@ class NASBenchMacroSupernet(Supernet):
                  share_weights: bool = True, mode: str = "mix", scale_group_by_mass: bool = False,
                  entangle: bool | None = None):
         super().__init__()
-        if space.name != "nasbench-macro":
-            raise ValueError(f"NASBenchMacroSupernet needs the nasbench-macro space, got {space.name!r}")
+        self._check_space(space)
         check_mode(bn_mode)
         share_weights = _share_weights(share_weights, entangle)
-        if mode == "entangle" and not share_weights:
-            raise ValueError("supernet.mode=entangle superposes the shared weights of mb_e3_k3 and mb_e6_k5, but "
-                             "supernet.share_weights=false gives them separate ones; set share_weights=true or "
-                             "mode=mix")
+        self.check_options({"mode": mode, "share_weights": share_weights})
         self.space = space
         self.num_classes, self.in_channels, self.bn_mode = num_classes, in_channels, bn_mode
         self.share_weights = share_weights
@@ -178,6 +176,20 @@ class NASBenchMacroSupernet(Supernet):
 
     def _on_space_change(self) -> None:
         self._set_mask()
+
+    @classmethod
+    def check_options(cls, options) -> None:
+        """`mode=entangle` superposes the one shared MBConv of a layer: it needs `share_weights`."""
+        given = options.get("entangle")
+        share = options.get("share_weights", True) if given is None else given
+        if options.get("mode") == "entangle" and not share:
+            raise ValueError("supernet.mode=entangle superposes the shared weights of mb_e3_k3 and mb_e6_k5, but "
+                             "supernet.share_weights=false gives them separate ones; set share_weights=true or "
+                             "mode=mix")
+
+    def export_costs(self) -> dict:
+        """The child is the benchmark's network (affine BN) whatever the build."""
+        return {}
 
     def build_options(self) -> dict:
         return dict(num_classes=self.num_classes, in_channels=self.in_channels, bn_mode=self.bn_mode,
@@ -244,3 +256,10 @@ class NASBenchMacroSupernet(Supernet):
                     module.reset_parameters()
         child.train(self.training)
         return child
+
+
+register_supernet(
+    NASBenchMacroSupernet, renamed={"entangle": "share_weights"},
+    # `nas bench build` trains the benchmark network with running BN statistics
+    standalone=lambda settings, image_size: dict(bn_mode="running"),
+)

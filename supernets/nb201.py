@@ -13,7 +13,8 @@ what the supernet computes for that arch, and the step-time benchmark compares l
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
+from typing import Any
 
 import torch
 from torch import nn
@@ -25,6 +26,7 @@ from .base import ArchWeights, ChoiceKey, ChoiceSlices, Supernet
 from .bn import check_mode, make_bn
 from .elastic import SlicedKernels
 from .mixed import MixedOp, Policy, allowed_columns, combine, policy
+from .registry import register_supernet
 
 
 class ReLUConvBN(nn.Sequential):
@@ -255,13 +257,13 @@ class NB201Supernet(_NB201Body, Supernet):
       `scale_group_by_mass` the conv's output is multiplied by `a_1x1 + a_3x3` (§3.5 item 2).
     """
 
+    space_name = "nb201"
     modes = ("single", "mix", "hard")
     relaxations = ("mix", "entangle")
 
     def __init__(self, space: Space, num_classes: int = 10, C: int = 16, N: int = 5, in_channels: int = 3,
                  affine: bool = False, bn_mode: str = "batch", mode: str = "mix", scale_group_by_mass: bool = False):
-        if space.name != "nb201":
-            raise ValueError(f"NB201Supernet needs the nb201 space, got {space.name!r}")
+        self._check_space(space)
         self.space = space
         self.mode, self.policy = mode, policy(mode, scale_group_by_mass)
         super().__init__(num_classes, C, N, in_channels, affine, bn_mode)
@@ -269,6 +271,10 @@ class NB201Supernet(_NB201Body, Supernet):
 
     def _make_cell(self, channels: int) -> nn.Module:
         return SearchCell(channels, self.affine, self.bn_mode, entangle=self.mode == "entangle")
+
+    def export_costs(self) -> dict:
+        """The child is the benchmark's network at this supernet's C, N and BN affinity."""
+        return dict(C=self.C, N=self.N, affine=self.affine)
 
     def _set_mask(self) -> None:
         self._allowed = allowed_columns(self.space.allowed, [OPS] * len(EDGES))
@@ -342,3 +348,29 @@ class NB201Supernet(_NB201Body, Supernet):
             child.load_state_dict(state)
         child.train(self.training)
         return child
+
+
+def eval_network(arch: Arch, C: int | None = None, layers: int | None = None, num_classes: int = 10,
+                 auxiliary: bool = True, in_channels: int = 3, drop_path: float = 0.0) -> NB201Network:
+    """The network `nas train` trains for an NB201 arch: the benchmark's `NB201Network(arch, num_classes, C=16, N=5,
+    affine=True, bn_mode="running")`; `C` and `layers` set its C and N only when given; it has no auxiliary head
+    (`auxiliary` is ignored) and no drop-path."""
+    if drop_path:
+        raise ValueError(f"the NB201 evaluation network has no drop-path; got drop_path={drop_path}")
+    return NB201Network(arch, num_classes=num_classes, C=16 if C is None else C, N=5 if layers is None else layers,
+                        in_channels=in_channels, affine=True, bn_mode="running")
+
+
+def _standalone(settings: Mapping[str, Any], image_size: int) -> dict[str, Any]:
+    """`nas bench build` trains the benchmark's network: affine BN with running statistics at the settings' C, N."""
+    return dict(C=settings["C"], N=settings["N"], affine=True, bn_mode="running")
+
+
+register_supernet(
+    NB201Supernet, standalone=_standalone, eval_network=eval_network,
+    # NAS-Bench-201's recipe: C=16, N=5 cells per stage (`layers`), 200 epochs, SGD 0.1 Nesterov cosine to 0,
+    # weight decay 5e-4, batch 256, no clipping
+    final_recipe=dict(epochs=200, batch_size=256, lr=0.1, lr_min=0.0, momentum=0.9, nesterov=True, weight_decay=5e-4,
+                      grad_clip=0.0, C=16, layers=5, auxiliary_weight=0.0, drop_path=0.0, cutout=0),
+    smoke={"C": 4, "N": 1},
+)

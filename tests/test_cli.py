@@ -68,10 +68,10 @@ def test_list_and_arch_info(capsys):
     info = json.loads(capsys.readouterr().out)
     assert info["params"] == 1_531_546 and info["codes"] == "333333" and info["valid"] is True
     # NAS-Bench-201's published FLOPs of this arch (the space's largest, 220.11969 M), our MACs beside them
-    assert info["flops"] == 220_119_690 and info["macs"] > info["flops"]
+    assert info["flops"] == 220_119_690 and info["flops_macs"] > info["flops"] and "flops_tensorwatch" in info
     assert main(["arch", "info", "--space", "nb201", "--arch", arch, "--dataset", "cifar100"]) == 0
     out = capsys.readouterr().out
-    assert "1,537,396" in out and "220.125540 MFLOPs" in out and "\nMACs " in out
+    assert "1,537,396" in out and "220.125540 M per image, counter benchmark" in out and "\nFLOPs (macs) " in out
 
 
 def test_search_writes_a_complete_run_directory(tmp_path, capsys):

@@ -16,7 +16,9 @@ def test_defaults_resolve_and_dataset_preset_applies():
     pair = yaml.safe_load((cfg.presets_dir() / "spaces" / "nb201" / "digits.yaml").read_text())
     assert config["train"]["weight_decay"] == 5.0e-4 and config["eval"]["calib_batches"] == 4  # dataset preset
     assert config["train"]["epochs"] == pair["train"]["epochs"] != 20  # the pair preset wins over the dataset's
-    assert config["supernet"] == {"C": 8, "N": 1, "affine": False, "bn_mode": "batch"}
+    # every build option is recorded, with the supernet constructor's defaults where no preset names one
+    assert config["supernet"] == {"C": 8, "N": 1, "affine": False, "bn_mode": "batch", "mode": "mix",
+                                  "scale_group_by_mass": False}
     assert cfg.resolve(overrides=["data.name=synthetic"])["supernet"]["C"] == 16  # only for nb201 + digits
 
 

@@ -289,7 +289,7 @@ def test_whole_parameter_spaces_give_their_registry_parameters_whole():
         slices = net.choice_slices()
         assert slices.keys() == whole.keys() and any(slices.values())
         assert all([(id(p), i) for p, i in slices[k]] == [(id(p), i) for p, i in whole[k]] for k in whole)
-        assert supernets.choice_gradients(name)
+        assert supernets.entry(name).capabilities.choice_gradients
 
 
 MOBILE_TASK = dict(num_classes=4, in_channels=3, width_mult=0.35, schedule="cifar")
@@ -380,10 +380,15 @@ def test_pada_on_mobilenet_learns_non_uniform_kernel_and_expand_distributions(bu
 
 
 def test_a_space_without_per_candidate_gradients_is_refused_before_anything_runs(bundle, monkeypatch, capsys):
+    import dataclasses
+
     from nas import config as cfg
     from nas.errors import UserError
+    from supernets import registry
 
-    monkeypatch.setattr(supernets.MobileNetSupernet, "choice_gradients", False)
+    mobilenet = supernets.entry("mobilenet")  # as if its supernet declared choice_gradients = False
+    monkeypatch.setitem(registry._ENTRIES, "mobilenet", dataclasses.replace(
+        mobilenet, capabilities=dataclasses.replace(mobilenet.capabilities, choice_gradients=False)))
     with pytest.raises(UserError, match="per-candidate gradient norms") as info:
         cfg.resolve([], {"space.name": "mobilenet", "strategy.name": "pada"})
     assert "\n" not in str(info.value) and "sample_paths=false" in str(info.value)
