@@ -517,8 +517,8 @@ def _cmd_list(args: argparse.Namespace) -> int:
         print(f"  {entry.name:16s} {entry.description}")
         print(f"  {'':16s} [{'; '.join(space_capabilities(entry.name))}]")
     print("strategies:")
-    for name in strategies.names():
-        print(f"  {name:16s} {strategies.DESCRIPTIONS.get(name, '')}")
+    for entry in strategies.entries():
+        print(f"  {entry.name:16s} {entry.description}")
     print("datasets:")
     for name in data.DATASETS:
         print(f"  {name}")

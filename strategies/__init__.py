@@ -2,6 +2,9 @@
 
     strategy = strategies.get("uniform", reject_disconnected=False)
     result = strategies.search.regularized_evolution(space, evaluate, budget=100, rng=rng)
+
+A strategy registers itself with `@register_strategy(description)` on its class (`strategies.registry`);
+importing its module below is its registration line.
 """
 
 from __future__ import annotations
@@ -10,52 +13,45 @@ from typing import Any
 
 from . import search
 from .base import ArchStepContext, StepContext, Strategy
-from .differentiable import DARTSStrategy, DrNASStrategy, GDASStrategy
-from .pada import PADAStrategy
-from .sandwich import SandwichStrategy
+from .registry import StrategyEntry, entries, entry, register_strategy
 from .search import SEARCHERS, SearchResult, random_search, regularized_evolution
-from .shiftnas import ShiftNASStrategy
+
+# isort: off
+# The registration lines: importing a strategy module registers its strategies, in this order.
 from .uniform import UniformStrategy
-
-_REGISTRY: dict[str, type[Strategy]] = {
-    "uniform": UniformStrategy,
-    "pada": PADAStrategy,
-    "darts": DARTSStrategy,
-    "gdas": GDASStrategy,
-    "drnas": DrNASStrategy,
-    "sandwich": SandwichStrategy,
-    "shiftnas": ShiftNASStrategy,
-}
-
-DESCRIPTIONS: dict[str, str] = {
-    "uniform": "SPOS: one uniformly sampled path per step",
-    "pada": "PA&DA: paths and training samples drawn by gradient-norm importance (Lu et al. 2023)",
-    "darts": "DARTS: softmax relaxation, architecture by gradient on a held-out split (order 1 or 2)",
-    "gdas": "GDAS: straight-through Gumbel samples of one candidate per decision, annealed temperature",
-    "drnas": "DrNAS: weights sampled from a Dirichlet per decision (pathwise gradients), L2 or KL regulariser",
-    "sandwich": "sandwich rule (BigNAS/OFA): largest + smallest + n uniform paths per step, in-place distillation",
-    "shiftnas": "ShiftNAS: FLOPs bins, a shifted bin distribution and an LSTM arch generator per bin (§4)",
-}
+from .pada import PADAStrategy
+from .differentiable import DARTSStrategy, DrNASStrategy, GDASStrategy
+from .sandwich import SandwichStrategy
+from .shiftnas import ShiftNASStrategy
+# isort: on
 
 
 def names() -> tuple[str, ...]:
-    return tuple(_REGISTRY)
+    """Registered strategy names."""
+    return tuple(e.name for e in entries())
+
+
+def descriptions() -> dict[str, str]:
+    """`name -> one-line description` of every registered strategy (`nas list`)."""
+    return {e.name: e.description for e in entries()}
+
+
+DESCRIPTIONS: dict[str, str] = descriptions()  # the strategies registered above; later ones: descriptions()
 
 
 def strategy_class(name: str) -> type[Strategy]:
-    try:
-        return _REGISTRY[name]
-    except KeyError:
-        raise ValueError(f"unknown strategy {name!r}; accepted: {', '.join(_REGISTRY)}") from None
+    """The class of strategy `name` (ValueError, one sentence, for an unknown name)."""
+    return entry(name).strategy_class
 
 
 def get(name: str, **opts: Any) -> Strategy:
     """A new strategy instance by name with its options."""
-    return strategy_class(name)(**opts)
+    return entry(name).create(**opts)
 
 
 __all__ = [
-    "ArchStepContext", "DARTSStrategy", "DESCRIPTIONS", "DrNASStrategy", "GDASStrategy", "get", "names", "PADAStrategy",
-    "random_search", "regularized_evolution", "SandwichStrategy", "search", "SEARCHERS", "SearchResult",
-    "ShiftNASStrategy", "StepContext", "Strategy", "strategy_class", "UniformStrategy",
+    "ArchStepContext", "DARTSStrategy", "DESCRIPTIONS", "DrNASStrategy", "descriptions", "entries", "entry",
+    "GDASStrategy", "get", "names", "PADAStrategy", "random_search", "register_strategy", "regularized_evolution",
+    "SandwichStrategy", "search", "SEARCHERS", "SearchResult", "ShiftNASStrategy", "StepContext", "Strategy",
+    "StrategyEntry", "strategy_class", "UniformStrategy",
 ]

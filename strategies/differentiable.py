@@ -40,8 +40,10 @@ from searchspaces import Arch
 from supernets import ArchWeights
 
 from .base import ArchStepContext, Strategy
+from .registry import register_strategy
 
 
+@register_strategy("DARTS: softmax relaxation, architecture by gradient on a held-out split (order 1 or 2)")
 class DARTSStrategy(Strategy):
     """DARTS (Liu et al., ICLR 2019): softmax-relaxed candidates, alpha by gradient on a held-out split."""
 
@@ -179,6 +181,7 @@ class DARTSStrategy(Strategy):
         self.epoch = int(state["epoch"])
 
 
+@register_strategy("GDAS: straight-through Gumbel samples of one candidate per decision, annealed temperature")
 class GDASStrategy(DARTSStrategy):
     """GDAS (Dong & Yang, CVPR 2019): one straight-through Gumbel sample per decision; only it runs."""
 
@@ -227,6 +230,7 @@ class GDASStrategy(DARTSStrategy):
         self.generator.set_state(state["gumbel_generator"])
 
 
+@register_strategy("DrNAS: weights sampled from a Dirichlet per decision (pathwise gradients), L2 or KL regulariser")
 class DrNASStrategy(DARTSStrategy):
     """DrNAS (Chen et al., ICLR 2021): architecture weights drawn from a Dirichlet distribution per decision.
 

@@ -58,6 +58,7 @@ from searchspaces import Arch, Space, SpaceError
 from supernets import ChoiceSlices
 
 from .base import StepContext, Strategy
+from .registry import register_strategy
 
 
 def choice_slices(supernet: Any) -> ChoiceSlices:
@@ -73,6 +74,7 @@ def _every_choice(arch: Arch) -> list[tuple[str, Hashable]]:
     return list(arch.items())
 
 
+@register_strategy("PA&DA: paths and training samples drawn by gradient-norm importance (Lu et al. 2023)")
 class PADAStrategy(Strategy):
     """PA&DA path and data importance sampling over any supernet exposing `choice_slices()` (or
     `choice_parameters()`)."""

@@ -21,8 +21,10 @@ from searchspaces import Arch, Space
 from supernets import Supernet
 
 from .base import Strategy
+from .registry import register_strategy
 
 
+@register_strategy("sandwich rule (BigNAS/OFA): largest + smallest + n uniform paths per step, in-place distillation")
 class SandwichStrategy(Strategy):
     """Largest + smallest + `n` uniform paths per step; the smaller ones optionally distilled from the largest.
 

@@ -49,6 +49,7 @@ from searchspaces import Arch, Space
 from supernets import ArchWeights
 
 from .base import StepContext, Strategy
+from .registry import register_strategy
 
 
 class FlopsModel:
@@ -158,6 +159,7 @@ class ArchGenerator(nn.Module):
         return torch.stack(weights, 1), torch.stack(chosen, 1)
 
 
+@register_strategy("ShiftNAS: FLOPs bins, a shifted bin distribution and an LSTM arch generator per bin (§4)")
 class ShiftNASStrategy(Strategy):
     """ShiftNAS (Su et al., ICCV 2023), as designed in specs/ALGORITHMS.md §4.2."""
 

@@ -5,8 +5,10 @@ from __future__ import annotations
 from searchspaces import Arch
 
 from .base import Strategy
+from .registry import register_strategy
 
 
+@register_strategy("SPOS: one uniformly sampled path per step")
 class UniformStrategy(Strategy):
     """SPOS: a fresh uniform arch per step; `reject_disconnected` resamples archs whose output is unreachable.
 
