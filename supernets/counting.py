@@ -31,14 +31,23 @@ def _check_plain(module: nn.Module) -> None:
 
 
 @torch.no_grad()
-def count_flops(model: nn.Module, input_shape: Sequence[int], bias: bool = False) -> int:
+def count_flops(model: nn.Module, input_shape: Sequence[int], bias: bool = False, pools: bool = False) -> int:
     """Multiply-adds of convolutions and linear layers for ONE input of shape `input_shape` (without the batch
     dimension, e.g. `(3, 32, 32)`), measured with forward hooks during one forward pass in eval mode.
 
     `bias=True` adds one operation per output element of every layer that has a bias (NB201's convention);
-    the default leaves biases out (NAS-Bench-Macro's and once-for-all's convention).
+    the default leaves biases out (NAS-Bench-Macro's and once-for-all's convention). `pools=True` adds k*k per
+    output element of every max/average pooling window (not global pooling): the DARTS space's and NB201's `macs`.
+    A space declares its convention (`Space.flops_convention`), so `count_flops(child, shape,
+    **vars(space.flops_convention))` checks its `flops`.
     """
     total = 0
+
+    def pool_hook(module: nn.Module, inputs: tuple[torch.Tensor, ...], output: torch.Tensor) -> None:
+        nonlocal total
+        k = module.kernel_size
+        k_h, k_w = (k, k) if isinstance(k, int) else k
+        total += output[0].numel() * k_h * k_w
 
     def conv_hook(module: nn.Conv2d, inputs: tuple[torch.Tensor, ...], output: torch.Tensor) -> None:
         nonlocal total
@@ -59,6 +68,8 @@ def count_flops(model: nn.Module, input_shape: Sequence[int], bias: bool = False
             handles.append(module.register_forward_hook(conv_hook))
         elif isinstance(module, nn.Linear):
             handles.append(module.register_forward_hook(linear_hook))
+        elif pools and isinstance(module, (nn.MaxPool2d, nn.AvgPool2d)):
+            handles.append(module.register_forward_hook(pool_hook))
     was_training = model.training
     try:
         ref = next(iter(model.parameters()), None)

@@ -57,6 +57,26 @@ def interrupt_after(monkeypatch):
 
 
 @pytest.fixture()
+def interrupted_and_resumed(tmp_path, interrupt_after):
+    """`interrupted_and_resumed(args)` runs `nas <args>` (a search of 2 or more epochs) once through and once
+    interrupted after epoch 1 and resumed (`--resume`); returns the last checkpoints of both, uninterrupted first, for
+    a test to compare bit for bit."""
+    from nas import checkpoint
+    from nas.cli import main
+
+    def run(args: list[str]) -> tuple[dict, dict]:
+        full, cut = tmp_path / "full", tmp_path / "cut"
+        assert main([*args, "--out", str(full)]) == 0
+        interrupt_after(1)
+        assert main([*args, "--out", str(cut)]) == 130
+        interrupt_after.disarm()
+        assert main(["search", "--resume", str(cut), "--quiet"]) == 0
+        return checkpoint.load(full / "checkpoints" / "last.pt"), checkpoint.load(cut / "checkpoints" / "last.pt")
+
+    return run
+
+
+@pytest.fixture()
 def item_calls(monkeypatch) -> dict[str, int]:
     """Counts `Tensor.item()` calls (host syncs) from here on: `item_calls["n"]`."""
     calls = {"n": 0}

@@ -12,7 +12,6 @@ import torch.nn.functional as F
 import searchspaces
 import strategies
 import supernets
-from nas import checkpoint
 from nas import data as datasets
 from nas.cli import main
 from supernets import ArchWeights
@@ -123,16 +122,9 @@ def test_search_ends_with_the_derived_arch_alpha_history_and_plot(name, tmp_path
         assert taus == pytest.approx([10.0, 5.05, 0.1])
 
 
-def test_darts_resume_restores_alpha_and_its_optimizer(tmp_path, interrupt_after):
-    full, cut = tmp_path / "full", tmp_path / "cut"
-    args = ["search", "--strategy", "darts", "--epochs", "2", *TINY, "--set", "search.method=none"]
-    assert main([*args, "--out", str(full)]) == 0
-    interrupt_after(1)
-    assert main([*args, "--out", str(cut)]) == 130
-    interrupt_after.disarm()
-    assert main(["search", "--resume", str(cut), "--quiet"]) == 0
-    a = checkpoint.load(full / "checkpoints" / "last.pt")
-    b = checkpoint.load(cut / "checkpoints" / "last.pt")
+def test_darts_resume_restores_alpha_and_its_optimizer(interrupted_and_resumed):
+    a, b = interrupted_and_resumed(["search", "--strategy", "darts", "--epochs", "2", *TINY,
+                                    "--set", "search.method=none"])
     assert torch.equal(a["strategy"]["alpha"], b["strategy"]["alpha"])
     assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
 
@@ -246,15 +238,8 @@ def test_drnas_search_runs_end_to_end(tmp_path):
     assert arch["arch"] == report["derived"] and arch["method"] == "drnas.derive"
 
 
-def test_drnas_resume_is_bit_exact(tmp_path, interrupt_after):
-    full, cut = tmp_path / "full", tmp_path / "cut"
-    args = [*DRNAS, "--epochs", "2", "--set", "search.method=none", "--set", "strategy.reg_type=kl"]
-    assert main([*args, "--out", str(full)]) == 0
-    interrupt_after(1)
-    assert main([*args, "--out", str(cut)]) == 130
-    interrupt_after.disarm()
-    assert main(["search", "--resume", str(cut), "--quiet"]) == 0
-    a = checkpoint.load(full / "checkpoints" / "last.pt")
-    b = checkpoint.load(cut / "checkpoints" / "last.pt")
+def test_drnas_resume_is_bit_exact(interrupted_and_resumed):
+    a, b = interrupted_and_resumed([*DRNAS, "--epochs", "2", "--set", "search.method=none",
+                                    "--set", "strategy.reg_type=kl"])
     assert torch.equal(a["strategy"]["alpha"], b["strategy"]["alpha"])
     assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])

@@ -1,6 +1,7 @@
-"""The mixed-op execution modes on every space (specs/ALGORITHMS.md §0.3, §3): `mix(onehot(k)) == single(k)`,
-`entangle(onehot(k)) == single(k)`, TangleNAS's superposed weights (one op per group, keyed by choice value,
-recomputed from the parameter), and the build-mode switch `supernet.mode`."""
+"""The mixed-op execution modes (specs/ALGORITHMS.md §0.3, §3): TangleNAS's superposed weights (one op per group,
+keyed by choice value, recomputed from the parameter) and the build-mode switch `supernet.mode`. The one-hot
+invariants `mix(onehot(k)) == single(k)` and `entangle(onehot(k)) == single(k)` run on every registered supernet
+in tests/test_registry.py."""
 
 from __future__ import annotations
 
@@ -13,59 +14,15 @@ import searchspaces
 import supernets
 from nas.cli import main
 from supernets import ArchWeights
-from supernets.darts import onehot_weights
 from supernets.mixed import Entangle, Mix
-
-# space -> build options of a small supernet and the input size
-SMALL = {
-    "nb201": ({"C": 4, "N": 1}, 8),
-    "darts": ({"C": 4, "layers": 3}, 8),
-    "nasbench-macro": ({}, 8),
-    "mobilenet": ({"width_mult": 0.5}, 16),
-}
-MODES = [("nb201", "mix"), ("nb201", "entangle"), ("darts", "mix"), ("darts", "entangle"),
-         ("nasbench-macro", "mix"), ("nasbench-macro", "entangle"), ("mobilenet", "entangle")]
-
-
-def _onehot(space, arch) -> tuple[torch.Tensor, tuple[int, ...]]:
-    """One-hot relaxed weights of `arch` in the layout of `space.relaxation()`, and the chosen column per row."""
-    if space.name == "darts":
-        weights = onehot_weights(space, arch)
-        return weights, tuple(weights.argmax(dim=1).tolist())
-    codes = arch.codes()
-    weights = torch.zeros(len(codes), max(len(c) for _, c in space.relaxation()))
-    weights[torch.arange(len(codes)), torch.tensor(codes)] = 1.0
-    return weights, tuple(codes)
 
 
 def _net(name: str, mode: str, bn_mode: str):
+    """The registered smoke build of `name` in build mode `mode` (5 classes), and its input size."""
     torch.manual_seed(0)
-    opts, size = SMALL[name]
-    return supernets.build(searchspaces.get(name), num_classes=5, bn_mode=bn_mode, mode=mode, **opts), size
-
-
-@pytest.mark.parametrize("name, mode", MODES)
-@pytest.mark.parametrize("bn_mode", ["batch", "running"])
-def test_a_one_hot_relaxation_computes_the_single_path(name, mode, bn_mode):
-    """Running statistics (trained a little, then eval) are the hard case for `entangle`: a zero-weight group would
-    output BN(bias) there if it were not dropped (`mixed.group_factor`)."""
-    net, size = _net(name, mode, bn_mode)
-    space = net.space
-    rng = np.random.default_rng(0)
-    x = torch.randn(4, 3, size, size)
-    if bn_mode == "running":
-        with torch.no_grad():
-            for _ in range(3):
-                net(torch.randn(4, 3, size, size), space.sample(rng))
-    net.eval()
-    for _ in range(4):
-        arch = space.sample(rng)
-        weights, hard = _onehot(space, arch)
-        with torch.no_grad():
-            single = net(x, arch)
-            torch.testing.assert_close(net(x, ArchWeights(weights)), single, rtol=0, atol=1e-5)
-            if name != "darts":  # DARTS rows of unchosen edges are all zero: there is no one-hot hard sample
-                torch.testing.assert_close(net(x, ArchWeights(weights, hard=hard)), single, rtol=0, atol=1e-5)
+    registered = supernets.entry(name)
+    net = supernets.build(searchspaces.get(name), num_classes=5, bn_mode=bn_mode, mode=mode, **registered.smoke)
+    return net, registered.smoke_image_size
 
 
 def test_nb201_entangled_1x1_is_the_centre_tap_of_the_3x3_kernel():
@@ -84,7 +41,7 @@ def test_nb201_entangled_1x1_is_the_centre_tap_of_the_3x3_kernel():
     # through the whole supernet: one-hot nor_conv_1x1 everywhere is the exported child, whose 1x1 is the centre tap
     space = net.space
     arch = space.make(["nor_conv_1x1"] * 6)
-    weights, _ = _onehot(space, arch)
+    weights = torch.as_tensor(space.onehot(arch)[0], dtype=torch.float32)
     child = net.export(arch)
     torch.testing.assert_close(child.cells[0].edges["1<-0"][1].weight, conv[1].weight[:, :, 1:2, 1:2])
     net.eval()

@@ -106,22 +106,6 @@ def test_exported_child_flops_match_the_search_ops_count(space):
             arch, C=8, layers=5, image_size=16, search_ops=True), arch
 
 
-# --- single path, mix, export ------------------------------------------------------------------------------
-@pytest.mark.parametrize("bn_mode", ["batch", "running"])
-def test_single_path_equals_exported_child(space, bn_mode):
-    net = _tiny(space, bn_mode=bn_mode)
-    x = torch.randn(4, 3, 16, 16)
-    if bn_mode == "running":  # give the running statistics something to carry, then compare in eval mode
-        with torch.no_grad():
-            for arch in _archs(space):
-                net(x, arch)
-        net.eval()
-    for arch in _archs(space):
-        child = net.export(arch)
-        with torch.no_grad():
-            assert torch.allclose(net(x, arch), child(x), atol=1e-5), arch
-
-
 def test_affine_supernet_exports_its_preprocessing_weights(space):
     net = _tiny(space, affine=True)
     with torch.no_grad():
@@ -133,21 +117,12 @@ def test_affine_supernet_exports_its_preprocessing_weights(space):
         assert torch.allclose(net(x, arch), net.export(arch)(x), atol=1e-5)
 
 
-def test_mix_with_onehot_weights_equals_single_path(space):
-    net = _tiny(space).eval()
-    x = torch.randn(3, 3, 8, 8)
-    for arch in _archs(space, n=3, seed=1):
-        weights = onehot_weights(space, arch)
-        assert weights.shape == RELAXED_SHAPE and weights.sum() == 16
-        with torch.no_grad():
-            single = net(x, arch)
-            mixed = net(x, supernets.ArchWeights(weights))
-        assert torch.allclose(single, mixed, atol=1e-5), arch
-
-
 def test_relaxed_layout_matches_the_space(space):
     assert [f"{cell}:{edge}" for cell, edge in RELAXED_ROWS] == [label for label, _ in space.relaxation()]
     assert all(cands == PRIMITIVES for _, cands in space.relaxation())
+    for arch in _archs(space, n=3, seed=1):  # a genotype's one-hot: both chosen edges of each of the 8 nodes
+        weights = onehot_weights(space, arch)
+        assert weights.shape == RELAXED_SHAPE and weights.sum() == 16 and space.onehot(arch)[1] is None
     assert relaxed_row("reduce", "2<-0") == len(EDGES)
 
 
