@@ -8,7 +8,7 @@ Each trial trains a fresh supernet (same seed, same synthetic data held on the d
 the epoch's resampled index list and the end-of-epoch update.
 
 Direct measure (`hook_s_per_step`, `step_s`, `hook_ratio`). Every hook the engine calls on the strategy
-(`sample_step`, `sample`, `sample_weights`, `after_backward`, `epoch_order`, `on_epoch_end`) is wrapped with
+(`sample_step`, `sample`, `loss`, `after_backward`, `epoch_order`, `on_epoch_end`) is wrapped with
 `time.perf_counter`; a hook called from inside another (the default `sample_step` calls `sample`) counts once,
 in the outer one. Per trial, `hook_s_per_step` is the hooks' seconds in the second epoch over its steps
 (`epoch_order` and `on_epoch_end` amortised over them), `step_s` that epoch's seconds (from entering
@@ -57,7 +57,7 @@ from nas.progress import Reporter
 from nas.runtime import seed_everything, select_device
 
 # The strategy hooks the engine calls during training (`arch_step` only for strategies with `uses_arch_step`).
-HOOKS: tuple[str, ...] = ("sample_step", "sample", "sample_weights", "after_backward", "arch_step", "epoch_order",
+HOOKS: tuple[str, ...] = ("sample_step", "sample", "loss", "after_backward", "arch_step", "epoch_order",
                           "on_epoch_end")
 TIMED_EPOCH = 1  # the second of two epochs: the first one warms up and gives epoch-end updates something to do
 

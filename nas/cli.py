@@ -228,8 +228,8 @@ _TASKS = {  # classes, input channels, image size of the benchmark tasks
 
 
 def _cmd_search(args: argparse.Namespace, argv: Sequence[str]) -> int:
+    from . import components, pipeline, rundir
     from . import config as cfg
-    from . import pipeline, rundir
 
     if args.resume:
         given = [f"--{name.replace('_', '-')}" for name in ("space", "strategy", "dataset", "epochs", "seed",
@@ -260,7 +260,7 @@ def _cmd_search(args: argparse.Namespace, argv: Sequence[str]) -> int:
         }
         config = cfg.resolve(args.config, flags, args.overrides)
         pipeline.check_latency_model(config)  # a bad table or hook stops the command before anything is written
-        pipeline.check_supernet(config)  # so do supernet options that cannot run with this strategy
+        components.check_supernet(config)  # so do supernet options that cannot run with this strategy
         run_path = rundir.create(args.out or rundir.default_run_dir(config), config)
         resume = False
     try:

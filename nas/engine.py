@@ -8,9 +8,9 @@ draw is either from the strategy's own generator (saved in checkpoints) or from 
 A step trains the paths of `strategy.sample_step()` (one for single-path strategies, several for the sandwich
 rule): forward and backward per path, gradients summed over the paths (as BigNAS/once-for-all accumulate them),
 then one clip (its factor goes to `strategy.after_backward` as `StepContext.clip_factor`) and one optimizer
-step. The logged loss and accuracy are path 0's, on the labels. With `strategy.distill_weight` w > 0, paths 1..
-are trained on `(1 - w) * CE(labels) + w * soft-CE(p0)`, p0 the detached softmax of path 0's logits (in-place
-distillation); path 0 always trains on the labels.
+step. The logged loss and accuracy are path 0's, on the labels. What each path is trained on is the strategy's
+`loss(LossContext)` (default: the mean label cross-entropy; PA&DA's importance weights, the sandwich rule's
+in-place distillation from path 0): the loop itself names no strategy-specific objective.
 """
 
 from __future__ import annotations
@@ -239,28 +239,23 @@ class Trainer:
         return float(self.scaler.get_scale()) if self.scaler.is_enabled() else 1.0
 
     def _forward_backward(self, paths: Sequence[Any], batch) -> tuple[torch.Tensor, torch.Tensor]:
-        """Forward and backward of every path of one step, gradients accumulated (summed) in `.grad`.
+        """Forward and backward of every path of one step, gradients accumulated (summed) in `.grad`; each path
+        is trained on `strategy.loss(...)`.
 
-        Returns path 0's detached logits and per-sample label cross-entropy (what the epoch row logs). Paths
-        after the first learn from path 0's detached soft predictions when `strategy.distill_weight` > 0.
+        Returns path 0's detached logits and per-sample label cross-entropy (what the epoch row logs).
         """
-        strategy, weight = self.strategy, float(self.strategy.distill_weight)
-        teacher = first = None
+        strategy = self.strategy
+        first = None
         for position, arch in enumerate(paths):
-            weights = strategy.sample_weights(arch, batch.index)
             with autocast(self.device, self.amp):
                 logits = self.net(batch.x, arch)
                 per_sample = F.cross_entropy(logits.float(), batch.y, reduction="none")
-                objective = per_sample
-                if teacher is not None:
-                    soft = -(teacher * F.log_softmax(logits.float(), dim=1)).sum(1)
-                    objective = soft if weight == 1.0 else (1.0 - weight) * per_sample + weight * soft
-                loss = objective.mean() if weights is None else (objective * weights).mean()
+                loss = strategy.loss(strategies.LossContext(
+                    position=position, arch=arch, logits=logits, y=batch.y, index=batch.index,
+                    per_sample_loss=per_sample, lead_logits=None if first is None else first[0]))
             self.scaler.scale(loss).backward()
             if position == 0:
                 first = (logits.detach(), per_sample.detach())
-                if weight > 0 and len(paths) > 1:
-                    teacher = F.softmax(first[0].float(), dim=1)
         if first is None:
             raise ValueError(f"strategy {strategy.name} returned no path for a training step")
         return first

@@ -8,94 +8,24 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
+import nasbench
 import searchspaces
 import strategies
-import supernets
 
 from . import checkpoint, plots, rundir
-from . import data as datasets
+from .components import build_components, cost_task, make_evaluator
 from .engine import PathCosts, Trainer, TrainState
 from .errors import UserError
-from .evaluate import ArchEvaluator
 from .io import atomic_write_json, atomic_write_text
 from .latency import load_latency
 from .progress import Reporter
-from .runtime import STREAM_CALIB, STREAM_MONITOR, STREAM_SEARCH, derive_seed, seed_everything, select_device
+from .rank import choose_archs, load_benchmark, truth_dataset
+from .runtime import STREAM_MONITOR, STREAM_SEARCH, derive_seed, select_device
 
 STREAM_FLOPS_REFERENCE = 21  # the uniform reference sample of the sampled-FLOPs histogram
 STREAM_SAMPLE_CHECK = 22  # the uniformly sampled archs of the post-training check (eval.sample_check)
 REFERENCE_MAX = 20_000  # at most this many uniform reference archs (analytic FLOPs cost up to ~0.3 ms each)
-
-
-def check_supernet(config: dict) -> None:
-    """Refuse, in one sentence, supernet options that contradict each other or a strategy that cannot run on the
-    supernet they build (relaxed archs in a build mode the space lacks), before anything is written or loaded."""
-    name = config["strategy"]["name"]
-    strategy = strategies.get(name, **{k: v for k, v in config["strategy"].items() if k != "name"})
-    try:
-        supernets.check(config["space"]["name"], config["supernet"], strategy.mode(), f"strategy {name}")
-    except ValueError as exc:
-        raise UserError(str(exc)) from None
-
-
-def build_components(config: dict, device: torch.device):
-    """Space, data, supernet and strategy of a config, seeded; shared by search and later commands."""
-    check_supernet(config)
-    seed = config["seed"]
-    seed_everything(seed, config["train"]["deterministic"])
-    if config["train"]["threads"]:
-        torch.set_num_threads(config["train"]["threads"])
-    dc = config["data"]
-    bundle = datasets.load(
-        dc["name"], data_dir=dc["data_dir"], download=dc["download"], valid_fraction=dc["valid_fraction"],
-        split_seed=dc["split_seed"], device=device,
-    )
-    space = searchspaces.get(config["space"]["name"])
-    net = supernets.build(space, num_classes=bundle.num_classes, in_channels=bundle.in_channels,
-                          **config["supernet"]).to(device)
-    strategy_opts = {k: v for k, v in config["strategy"].items() if k != "name"}
-    strategy = strategies.get(config["strategy"]["name"], **strategy_opts)
-    strategy.cost_task = _task(config, bundle, space)  # before setup: sandwich finds its extremes there
-    strategy.setup(net, space, seed, bundle, epochs=config["train"]["epochs"])
-    return space, bundle, net, strategy
-
-
-def _split(bundle, name: str):
-    split = {"valid": bundle.valid, "test": bundle.test, "train": bundle.train}[name]
-    if split is None:
-        raise UserError(f"the {name} split is empty; set data.valid_fraction > 0 or choose another split")
-    return split
-
-
-def _build_options(config: dict) -> dict[str, Any]:
-    """Every build option of the run's supernet: the config's, and the registry's defaults for the others."""
-    return supernets.entry(config["space"]["name"]).resolve(config["supernet"])
-
-
-def make_evaluator(config: dict, net: supernets.Supernet, bundle, split_name: str) -> ArchEvaluator:
-    ec = config["eval"]
-    return ArchEvaluator(
-        net, _split(bundle, split_name), batch_size=ec["batch_size"],
-        bn_mode=ec["bn_mode"] or _build_options(config).get("bn_mode", "batch"), calib_split=bundle.train,
-        calib_batches=ec["calib_batches"], calib_batch_size=ec["calib_batch_size"],
-        calib_seed=derive_seed(config["seed"], STREAM_CALIB), amp=config["train"]["amp"],
-    )
-
-
-def _task(config: dict, bundle, space=None) -> dict[str, Any]:
-    """Arguments of the analytic cost functions: the standalone child in the benchmark configuration (affine BN).
-
-    Spaces whose costs depend on supernet options declare them in `Space.COST_OPTIONS` (NB201: C and N, the child
-    keeps the supernet's macro structure; MobileNet: width_mult and the stride schedule); the run's values (or the
-    supernet's defaults) join the task, so params/FLOPs describe the network this run trains. DARTS declares none:
-    its costs are of the evaluation network at its own defaults (C=36, 20 layers)."""
-    task = dict(num_classes=bundle.num_classes, in_channels=bundle.in_channels, image_size=bundle.image_size)
-    space = space if space is not None else searchspaces.get(config["space"]["name"])
-    options = _build_options(config)
-    task.update({name: options[name] for name in space.COST_OPTIONS if name in options})
-    return task
 
 
 def _limits(config: dict) -> dict[str, int]:
@@ -316,10 +246,6 @@ def _monitor(config: dict, net, space, bundle):
 
 
 def _rank_monitor(config: dict, net, space, bundle):
-    import nasbench
-
-    from .rank import choose_archs, load_benchmark, truth_dataset
-
     rc = config["rank"]
     bench = load_benchmark(rc["benchmark"])
     if bench.space != space.name:
@@ -342,7 +268,7 @@ def _rank_monitor(config: dict, net, space, bundle):
 def _pick_arch(config: dict, net, space, strategy, bundle, reporter: Reporter) -> dict[str, Any] | None:
     sc = config["search"]
     derived = strategy.derive(max_flops=sc["max_flops"])
-    task = _task(config, bundle, space)
+    task = cost_task(config, bundle, space)
     allowed = _constraint(config, space, task)
     if derived is not None and allowed is not None and not allowed(derived):
         reporter.info(f"{strategy.name}'s own arch {derived.to_string()} exceeds the search limits; searching "

@@ -81,7 +81,7 @@ def rank_run(run_path: Path, benchmark: str, dataset: str | None = None, archs: 
              eval_batch_size: int | None = None, out: Path | None = None, n_boot: int = 1000,
              quiet: bool = False, dedup: bool = False) -> dict[str, Any]:
     """Score benchmark archs with the run's last checkpoint and write the ranking files. Returns ranking.json."""
-    from .pipeline import build_components, make_evaluator  # torch-heavy; imported when used
+    from .components import build_model, make_evaluator  # torch-heavy; imported when used
 
     config = rundir.load_config(run_path)
     last = run_path / "checkpoints" / "last.pt"
@@ -102,7 +102,7 @@ def rank_run(run_path: Path, benchmark: str, dataset: str | None = None, archs: 
     reporter = Reporter(out / "rank.log", quiet=quiet)
     try:
         device = select_device(config["train"]["device"])
-        space, bundle, net, _ = build_components(config, device)
+        space, bundle, net = build_model(config, device)  # no strategy: scoring needs none
         state = checkpoint.load(last, map_location=device)
         net.load_state_dict(state["model"])
         try:

@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from . import search
-from .base import ArchStepContext, StepContext, Strategy
+from .base import ArchStepContext, LossContext, StepContext, Strategy
 from .registry import StrategyEntry, entries, entry, register_strategy
 from .search import SEARCHERS, SearchResult, random_search, regularized_evolution
 
@@ -20,7 +20,7 @@ from .search import SEARCHERS, SearchResult, random_search, regularized_evolutio
 # The registration lines: importing a strategy module registers its strategies, in this order.
 from .uniform import UniformStrategy
 from .pada import PADAStrategy
-from .differentiable import DARTSStrategy, DrNASStrategy, GDASStrategy
+from .differentiable import DARTSStrategy, DrNASStrategy, GDASStrategy, RelaxedStrategy
 from .sandwich import SandwichStrategy
 from .shiftnas import ShiftNASStrategy
 # isort: on
@@ -51,7 +51,7 @@ def get(name: str, **opts: Any) -> Strategy:
 
 __all__ = [
     "ArchStepContext", "DARTSStrategy", "DESCRIPTIONS", "DrNASStrategy", "descriptions", "entries", "entry",
-    "GDASStrategy", "get", "names", "PADAStrategy", "random_search", "register_strategy", "regularized_evolution",
-    "SandwichStrategy", "search", "SEARCHERS", "SearchResult", "ShiftNASStrategy", "StepContext", "Strategy",
-    "StrategyEntry", "strategy_class", "UniformStrategy",
+    "GDASStrategy", "get", "LossContext", "names", "PADAStrategy", "random_search", "register_strategy",
+    "regularized_evolution", "RelaxedStrategy", "SandwichStrategy", "search", "SEARCHERS", "SearchResult",
+    "ShiftNASStrategy", "StepContext", "Strategy", "StrategyEntry", "strategy_class", "UniformStrategy",
 ]

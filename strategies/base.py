@@ -1,13 +1,17 @@
 """The strategy hook protocol: the engine calls these hooks and never branches on a strategy's name.
 
-Order of calls in one training step (nas.engine):
+Order of calls (nas.engine, nas.pipeline):
+
+    strategy = strategies.get(name, **options)     # options validated; nothing built yet
+    strategy.setup(supernet, space, seed, data, epochs, cost_task)   # once, before training (not by `nas rank`)
+
+and in one training step:
 
     paths = strategy.sample_step()                 # the paths of this step; default [strategy.sample()]
     for i, arch in enumerate(paths):               # gradients are SUMMED over the paths (BigNAS/OFA sandwich)
-        logits = supernet(x, arch); loss = mean(CE * strategy.sample_weights(arch, index))  # weights: usually None
-        # paths i >= 1 with `strategy.distill_weight` w > 0 are trained on (1 - w) * CE(labels)
-        # + w * soft-CE(detached softmax of path 0's logits): in-place distillation from path 0
-        backward
+        logits = supernet(x, arch)
+        loss = strategy.loss(LossContext(...))     # default: the mean label cross-entropy; PA&DA weights it per
+        backward                                   # sample, the sandwich rule distils paths 1.. from path 0
     clip global grad norm                          # factor c = min(1, max_norm / (total_norm + 1e-6))
     strategy.after_backward(ctx)                   # grads here are AFTER clipping (PA&DA reads them there);
                                                    # the optimizer step does not modify .grad, so they also
@@ -16,17 +20,18 @@ Order of calls in one training step (nas.engine):
     optimizer.step()
     strategy.arch_step(valid_batch, ctx)           # BEFORE each step, only when `uses_arch_step` (DARTS, GDAS)
 
-and once per epoch `epoch_order(...)` before and `on_epoch_end(epoch)` after the steps.
+and once per epoch `epoch_order(...)` before and `on_epoch_end(epoch)` after the steps. The engine names no
+strategy and builds no strategy-specific loss: whatever shapes the objective lives in `loss`.
 
 A single-path strategy implements `sample` only. A multi-path strategy (sandwich) overrides `sample_step`; its
 `after_backward` still runs once per step, after all paths, with `ctx.arch` = path 0, `ctx.logits` and
 `ctx.per_sample_loss` of path 0 (its label cross-entropy, the loss that metrics.csv logs), `ctx.paths` = all paths
 of the step and the gradients summed over them.
 
-`cost_task` holds the arguments of the space's analytic costs for this run (`space.params(arch, **cost_task)`,
-`space.flops(...)`): num_classes, in_channels, image_size and the supernet options the costs depend on (NB201
-C/N, MobileNet width_mult/schedule). The pipeline sets it before `setup`; it is empty (the spaces' defaults) when
-a strategy is used on its own.
+`cost_task` (an argument of `setup`, kept as `self.cost_task`) holds the arguments of the space's analytic costs
+for this run (`space.params(arch, **cost_task)`, `space.flops(...)`): num_classes, in_channels, image_size and the
+supernet options the costs depend on (NB201 C/N, MobileNet width_mult/schedule). It is empty (the spaces'
+defaults) when a strategy is set up without one.
 """
 
 from __future__ import annotations
@@ -51,6 +56,21 @@ class ArchStepContext:
     train_batch: Any  # the training batch of this step (x, y, index)
     lr: float  # the weights' current learning rate
     optimizer: torch.optim.Optimizer  # the weights' optimizer (momentum buffers, weight decay)
+
+
+@dataclass
+class LossContext:
+    """What `Strategy.loss` may read for one path of a step: its position in `sample_step()`'s list, the path, the
+    batch, the path's logits (with gradient) and its per-sample label cross-entropy (with gradient, float32), and
+    path 0's detached logits for the paths after it (None for path 0 itself)."""
+
+    position: int
+    arch: Any
+    logits: torch.Tensor
+    y: torch.Tensor
+    index: torch.Tensor  # dataset index of every sample of the batch
+    per_sample_loss: torch.Tensor  # shape [batch]
+    lead_logits: torch.Tensor | None = None  # path 0's logits, detached; None at position 0
 
 
 @dataclass
@@ -88,8 +108,6 @@ class Strategy:
     name: str = "base"
     OPTIONS: dict[str, Any] = {}
     uses_arch_step: bool = False
-    # In-place distillation weight of paths 1.. of a multi-path step on path 0's detached predictions (0: labels only)
-    distill_weight: float = 0.0
 
     def __init__(self, **opts: Any):
         unknown = sorted(set(opts) - set(self.OPTIONS))
@@ -102,7 +120,7 @@ class Strategy:
         self.rng = np.random.default_rng(0)
         self.space: Space | None = None
         self.supernet: Supernet | None = None
-        self.cost_task: dict[str, Any] = {}  # set by the pipeline before `setup` (see the module docstring)
+        self.cost_task: dict[str, Any] = {}  # given to `setup` (see the module docstring)
 
     # --- lifecycle -------------------------------------------------------------------------------
     def mode(self) -> str:
@@ -112,10 +130,13 @@ class Strategy:
     def check_space(self, space: Space) -> None:
         """Raise ValueError (one sentence) when this strategy cannot run on `space`; checked with the config."""
 
-    def setup(self, supernet: Supernet, space: Space, seed: int, data: Any = None, epochs: int | None = None) -> None:
-        """Called once before training with the run's seed, data bundle and number of epochs (for schedules);
-        seeds the strategy's own generator from the run seed."""
+    def setup(self, supernet: Supernet, space: Space, seed: int, data: Any = None, epochs: int | None = None,
+              cost_task: dict[str, Any] | None = None) -> None:
+        """Called once before training with the run's seed, data bundle, number of epochs (for schedules) and cost
+        task (the arguments of the space's analytic costs for this run); seeds the strategy's own generator from
+        the run seed. Subclasses call it first and may then read `self.cost_task`."""
         self.supernet, self.space = supernet, space
+        self.cost_task = dict(cost_task or {})
         self.rng = np.random.default_rng(np.random.SeedSequence([seed, 0x5EED]))
 
     def epoch_order(self, epoch: int, num_samples: int) -> torch.Tensor | None:
@@ -127,12 +148,13 @@ class Strategy:
 
     def sample_step(self) -> list[Any]:
         """The paths trained in this step, gradients accumulated over them before one optimizer step; path 0 is
-        the one logged (and the distillation teacher when `distill_weight` > 0). Default: one path, `sample()`."""
+        the one logged. Default: one path, `sample()`."""
         return [self.sample()]
 
-    def sample_weights(self, arch: Arch, index: torch.Tensor) -> torch.Tensor | None:
-        """Per-sample loss weights for this step (importance sampling corrections), or None for a plain mean."""
-        return None
+    def loss(self, ctx: LossContext) -> torch.Tensor:
+        """The scalar one path of the step is trained on. Default: the mean label cross-entropy. Runs inside the
+        engine's autocast region; what it returns is scaled (mixed precision) and back-propagated."""
+        return ctx.per_sample_loss.mean()
 
     def after_backward(self, ctx: StepContext) -> None:
         """Gradients of this step are available (after clipping; divide by `ctx.clip_factor` for the gradients

@@ -42,33 +42,32 @@ from supernets import ArchWeights
 from .base import ArchStepContext, Strategy
 from .registry import register_strategy
 
+# The options of the Adam optimizer of the architecture parameters and of their initialisation, shared by the
+# gradient methods (DARTS's values: Adam(3e-4, betas (0.5, 0.999), weight decay 1e-3), alpha ~ 1e-3 N(0, 1)).
+ARCH_OPTIMIZER_OPTIONS: dict[str, Any] = {
+    "arch_lr": 3e-4,
+    "arch_beta1": 0.5,
+    "arch_beta2": 0.999,
+    "arch_weight_decay": 1e-3,
+    "init_scale": 1e-3,
+}
 
-@register_strategy("DARTS: softmax relaxation, architecture by gradient on a held-out split (order 1 or 2)")
-class DARTSStrategy(Strategy):
-    """DARTS (Liu et al., ICLR 2019): softmax-relaxed candidates, alpha by gradient on a held-out split."""
 
-    name = "darts"
+class RelaxedStrategy(Strategy):
+    """What the gradient methods share: `alpha[decision, candidate]` under the space's relaxation and mask, Adam on
+    validation batches (`arch_step`, first order), the alpha history, `derive()` by the space's discretisation and
+    resumable state. A subclass says how alpha becomes weights (`weights`, `relaxed`) and may add a regulariser
+    (`arch_regulariser`) or its own architecture gradient (DARTS's second order). Not registered itself."""
+
     uses_arch_step = True
-    OPTIONS = {
-        "order": 1,
-        "arch_lr": 3e-4,
-        "arch_beta1": 0.5,
-        "arch_beta2": 0.999,
-        "arch_weight_decay": 1e-3,
-        "init_scale": 1e-3,
-        "unrolled_eps": 0.01,
-    }
-
-    def __init__(self, **opts: Any):
-        super().__init__(**opts)
-        if self.opts["order"] not in (1, 2):
-            raise ValueError(f"strategy.order={self.opts['order']!r} is not valid; accepted: 1, 2")
+    OPTIONS = ARCH_OPTIMIZER_OPTIONS
 
     def mode(self) -> str:
         return "mix"
 
-    def setup(self, supernet, space, seed: int, data: Any = None, epochs: int | None = None) -> None:
-        super().setup(supernet, space, seed, data, epochs)
+    def setup(self, supernet, space, seed: int, data: Any = None, epochs: int | None = None,
+              cost_task: dict[str, Any] | None = None) -> None:
+        super().setup(supernet, space, seed, data, epochs, cost_task)
         self.total_epochs = int(epochs or 1)
         self.epoch = 0
         device = next(supernet.parameters()).device
@@ -106,43 +105,19 @@ class DARTSStrategy(Strategy):
     def _loss(self, batch, relaxed: ArchWeights) -> torch.Tensor:
         return F.cross_entropy(self.supernet(batch.x, relaxed), batch.y)
 
-    def arch_step(self, batch, ctx: ArchStepContext) -> None:
-        self.optimizer.zero_grad(set_to_none=True)
-        if self.opts.get("order", 1) == 2:
-            self.alpha.grad = self._unrolled_gradient(batch, ctx)
-        else:
-            self.alpha.grad = torch.autograd.grad(self._loss(batch, self.relaxed()), self.alpha)[0]
-        self.optimizer.step()
+    def arch_regulariser(self) -> torch.Tensor | None:
+        """A term added to the validation loss of the architecture step (DrNAS's KL), or None."""
+        return None
 
-    def _unrolled_gradient(self, valid_batch, ctx: ArchStepContext) -> torch.Tensor:
-        params = [p for p in self.supernet.parameters() if p.requires_grad]
-        group = ctx.optimizer.param_groups[0]
-        xi, momentum, decay = ctx.lr, group.get("momentum", 0.0), group.get("weight_decay", 0.0)
-        train_loss = self._loss(ctx.train_batch, ArchWeights(self.weights().detach()))
-        grads = torch.autograd.grad(train_loss, params, allow_unused=True)
-        backup = [p.detach().clone() for p in params]
-        with torch.no_grad():  # one virtual SGD step, as the weight optimizer would take it
-            for p, g in zip(params, grads):
-                buffer = ctx.optimizer.state.get(p, {}).get("momentum_buffer")
-                step = (g if g is not None else torch.zeros_like(p)) + decay * p
-                if buffer is not None:
-                    step = step + momentum * buffer
-                p.sub_(xi * step)
-        valid_loss = self._loss(valid_batch, self.relaxed())
-        d_alpha, *d_params = torch.autograd.grad(valid_loss, [self.alpha, *params], allow_unused=True)
-        d_params = [torch.zeros_like(p) if d is None else d for p, d in zip(params, d_params)]
-        norm = torch.sqrt(sum((d * d).sum() for d in d_params))
-        eps = float(self.opts["unrolled_eps"]) / norm.clamp(min=1e-12)
-        implicit = []
-        for sign in (1.0, -1.0):  # finite-difference Hessian-vector product around the ORIGINAL weights
-            with torch.no_grad():
-                for p, saved, d in zip(params, backup, d_params):
-                    p.copy_(saved + sign * eps * d)
-            implicit.append(torch.autograd.grad(self._loss(ctx.train_batch, self.relaxed()), self.alpha)[0])
-        with torch.no_grad():
-            for p, saved in zip(params, backup):
-                p.copy_(saved)
-        return d_alpha - xi * (implicit[0] - implicit[1]) / (2 * eps)
+    def arch_step(self, batch, ctx: ArchStepContext) -> None:
+        """First order: alpha moves along the gradient of the validation loss (plus the regulariser, if any)."""
+        self.optimizer.zero_grad(set_to_none=True)
+        loss = self._loss(batch, self.relaxed())
+        regulariser = self.arch_regulariser()
+        if regulariser is not None:
+            loss = loss + regulariser
+        self.alpha.grad = torch.autograd.grad(loss, self.alpha)[0]
+        self.optimizer.step()
 
     # --- results ---------------------------------------------------------------------------------
     def on_epoch_end(self, epoch: int) -> dict[str, float]:
@@ -181,23 +156,70 @@ class DARTSStrategy(Strategy):
         self.epoch = int(state["epoch"])
 
 
+@register_strategy("DARTS: softmax relaxation, architecture by gradient on a held-out split (order 1 or 2)")
+class DARTSStrategy(RelaxedStrategy):
+    """DARTS (Liu et al., ICLR 2019): softmax-relaxed candidates, alpha by gradient on a held-out split."""
+
+    name = "darts"
+    OPTIONS = {"order": 1, **ARCH_OPTIMIZER_OPTIONS, "unrolled_eps": 0.01}
+
+    def __init__(self, **opts: Any):
+        super().__init__(**opts)
+        if self.opts["order"] not in (1, 2):
+            raise ValueError(f"strategy.order={self.opts['order']!r} is not valid; accepted: 1, 2")
+
+    def arch_step(self, batch, ctx: ArchStepContext) -> None:
+        """Order 1: the base class's step; order 2: the unrolled gradient (the module docstring)."""
+        if self.opts["order"] == 1:
+            return super().arch_step(batch, ctx)
+        self.optimizer.zero_grad(set_to_none=True)
+        self.alpha.grad = self._unrolled_gradient(batch, ctx)
+        self.optimizer.step()
+
+    def _unrolled_gradient(self, valid_batch, ctx: ArchStepContext) -> torch.Tensor:
+        params = [p for p in self.supernet.parameters() if p.requires_grad]
+        group = ctx.optimizer.param_groups[0]
+        xi, momentum, decay = ctx.lr, group.get("momentum", 0.0), group.get("weight_decay", 0.0)
+        train_loss = self._loss(ctx.train_batch, ArchWeights(self.weights().detach()))
+        grads = torch.autograd.grad(train_loss, params, allow_unused=True)
+        backup = [p.detach().clone() for p in params]
+        with torch.no_grad():  # one virtual SGD step, as the weight optimizer would take it
+            for p, g in zip(params, grads):
+                buffer = ctx.optimizer.state.get(p, {}).get("momentum_buffer")
+                step = (g if g is not None else torch.zeros_like(p)) + decay * p
+                if buffer is not None:
+                    step = step + momentum * buffer
+                p.sub_(xi * step)
+        valid_loss = self._loss(valid_batch, self.relaxed())
+        d_alpha, *d_params = torch.autograd.grad(valid_loss, [self.alpha, *params], allow_unused=True)
+        d_params = [torch.zeros_like(p) if d is None else d for p, d in zip(params, d_params)]
+        norm = torch.sqrt(sum((d * d).sum() for d in d_params))
+        eps = float(self.opts["unrolled_eps"]) / norm.clamp(min=1e-12)
+        implicit = []
+        for sign in (1.0, -1.0):  # finite-difference Hessian-vector product around the ORIGINAL weights
+            with torch.no_grad():
+                for p, saved, d in zip(params, backup, d_params):
+                    p.copy_(saved + sign * eps * d)
+            implicit.append(torch.autograd.grad(self._loss(ctx.train_batch, self.relaxed()), self.alpha)[0])
+        with torch.no_grad():
+            for p, saved in zip(params, backup):
+                p.copy_(saved)
+        return d_alpha - xi * (implicit[0] - implicit[1]) / (2 * eps)
+
+
 @register_strategy("GDAS: straight-through Gumbel samples of one candidate per decision, annealed temperature")
-class GDASStrategy(DARTSStrategy):
+class GDASStrategy(RelaxedStrategy):
     """GDAS (Dong & Yang, CVPR 2019): one straight-through Gumbel sample per decision; only it runs."""
 
     name = "gdas"
-    OPTIONS = {**DARTSStrategy.OPTIONS, "tau_max": 10.0, "tau_min": 0.1}
-    OPTIONS.pop("order")
-    OPTIONS.pop("unrolled_eps")
+    OPTIONS = {**ARCH_OPTIMIZER_OPTIONS, "tau_max": 10.0, "tau_min": 0.1}
 
     def mode(self) -> str:
         return "hard"
 
-    def __init__(self, **opts: Any):
-        Strategy.__init__(self, **opts)
-
-    def setup(self, supernet, space, seed: int, data: Any = None, epochs: int | None = None) -> None:
-        super().setup(supernet, space, seed, data, epochs)
+    def setup(self, supernet, space, seed: int, data: Any = None, epochs: int | None = None,
+              cost_task: dict[str, Any] | None = None) -> None:
+        super().setup(supernet, space, seed, data, epochs, cost_task)
         self.generator = torch.Generator().manual_seed(int(np.random.SeedSequence([seed, 0x6DA5]).generate_state(1)[0]))
 
     def tau(self) -> float:
@@ -231,7 +253,7 @@ class GDASStrategy(DARTSStrategy):
 
 
 @register_strategy("DrNAS: weights sampled from a Dirichlet per decision (pathwise gradients), L2 or KL regulariser")
-class DrNASStrategy(DARTSStrategy):
+class DrNASStrategy(RelaxedStrategy):
     """DrNAS (Chen et al., ICLR 2021): architecture weights drawn from a Dirichlet distribution per decision.
 
     The concentration of decision d is `elu(alpha[d]) + 1` (positive for any alpha); `relaxed()` draws
@@ -253,18 +275,12 @@ class DrNASStrategy(DARTSStrategy):
     """
 
     name = "drnas"
-    OPTIONS = {
-        "arch_lr": 3e-4,
-        "arch_beta1": 0.5,
-        "arch_beta2": 0.999,
-        "init_scale": 1e-3,
-        "reg_type": "l2",
-        "reg_scale": 1e-3,
-    }
+    OPTIONS = {**{k: v for k, v in ARCH_OPTIMIZER_OPTIONS.items() if k != "arch_weight_decay"},
+               "reg_type": "l2", "reg_scale": 1e-3}
     REG_TYPES = ("l2", "kl")
 
     def __init__(self, **opts: Any):
-        Strategy.__init__(self, **opts)
+        super().__init__(**opts)
         if self.opts["reg_type"] not in self.REG_TYPES:
             raise ValueError(f"strategy.reg_type={self.opts['reg_type']!r} is not valid; accepted: "
                              f"{', '.join(self.REG_TYPES)}")
@@ -274,8 +290,9 @@ class DrNASStrategy(DARTSStrategy):
     def _arch_weight_decay(self) -> float:
         return float(self.opts["reg_scale"]) if self.opts["reg_type"] == "l2" else 0.0
 
-    def setup(self, supernet, space, seed: int, data: Any = None, epochs: int | None = None) -> None:
-        super().setup(supernet, space, seed, data, epochs)
+    def setup(self, supernet, space, seed: int, data: Any = None, epochs: int | None = None,
+              cost_task: dict[str, Any] | None = None) -> None:
+        super().setup(supernet, space, seed, data, epochs, cost_task)
         self.masked = not bool(self.mask.all())
 
     def concentration(self) -> torch.Tensor:
@@ -299,13 +316,11 @@ class DrNASStrategy(DARTSStrategy):
         """`KL(Dir(elu(alpha_d) + 1) || Dir(1))` per decision d, over its allowed candidates."""
         return dirichlet_kl_to_uniform(self.concentration(), self.mask)
 
-    def arch_step(self, batch, ctx: ArchStepContext) -> None:
-        self.optimizer.zero_grad(set_to_none=True)
-        loss = self._loss(batch, self.relaxed())
-        if self.opts["reg_type"] == "kl":
-            loss = loss + float(self.opts["reg_scale"]) * self.kl().sum()
-        self.alpha.grad = torch.autograd.grad(loss, self.alpha)[0]
-        self.optimizer.step()
+    def arch_regulariser(self) -> torch.Tensor | None:
+        """`reg_scale * sum_d KL(...)` with `reg_type: kl`; None with `l2` (Adam's weight decay instead)."""
+        if self.opts["reg_type"] != "kl":
+            return None
+        return float(self.opts["reg_scale"]) * self.kl().sum()
 
 
 def dirichlet_kl_to_uniform(concentration: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

@@ -57,7 +57,7 @@ import supernets
 from searchspaces import Arch, Space, SpaceError
 from supernets import ChoiceSlices
 
-from .base import StepContext, Strategy
+from .base import LossContext, StepContext, Strategy
 from .registry import register_strategy
 
 
@@ -116,8 +116,9 @@ class PADAStrategy(Strategy):
                 "parameters or weight slices per candidate; set strategy.sample_paths=false to sample only data")
 
     # --- setup -----------------------------------------------------------------------------------
-    def setup(self, supernet, space, seed: int, data: Any = None, epochs: int | None = None) -> None:
-        super().setup(supernet, space, seed, data)
+    def setup(self, supernet, space, seed: int, data: Any = None, epochs: int | None = None,
+              cost_task: dict[str, Any] | None = None) -> None:
+        super().setup(supernet, space, seed, data, epochs, cost_task)
         self.seed = seed
         self.total_epochs = int(self.opts["epochs"] or epochs or 1)
         device = next(supernet.parameters()).device
@@ -265,6 +266,11 @@ class PADAStrategy(Strategy):
             k = int(self.allowed[row].sum())
             path_w *= 1.0 / (k * max(float(self.p_host[row, col]), 1e-12))
         return (data_w * min(path_w, cap)).float()
+
+    def loss(self, ctx: LossContext) -> torch.Tensor:
+        """The label cross-entropy, weighted per sample by `sample_weights` when `unbiased_weights` is on."""
+        weights = self.sample_weights(ctx.arch, ctx.index)
+        return ctx.per_sample_loss.mean() if weights is None else (ctx.per_sample_loss * weights).mean()
 
     # --- epoch end -------------------------------------------------------------------------------
     def on_epoch_end(self, epoch: int) -> dict[str, float]:

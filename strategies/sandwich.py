@@ -6,8 +6,8 @@ Training the two extremes every step bounds the whole space from above and below
 improves fastest and, with in-place distillation (BigNAS; on by default here as in BigNAS and once-for-all's
 progressive shrinking), it is the teacher of the others: the smaller paths learn from its detached soft
 predictions, which regularises them and transfers what the largest has learnt. The largest path always learns
-from the labels. The engine does the accumulation and the distillation (`sample_step` + `distill_weight`, see
-`strategies.base`); this class only says which paths.
+from the labels. The engine sums the gradients of the paths `sample_step` returns; `loss` shapes each path's
+objective (the distillation), so the engine names none (see `strategies.base`).
 
 Largest and smallest are the space's `largest(**task)`/`smallest(**task)` (by parameter count for NB201, the
 maximal/minimal choices for MobileNet), computed once in `setup` with the run's cost task.
@@ -17,10 +17,13 @@ from __future__ import annotations
 
 from typing import Any
 
+import torch
+import torch.nn.functional as F
+
 from searchspaces import Arch, Space
 from supernets import Supernet
 
-from .base import Strategy
+from .base import LossContext, Strategy
 from .registry import register_strategy
 
 
@@ -49,9 +52,10 @@ class SandwichStrategy(Strategy):
         self.largest: Arch | None = None
         self.smallest: Arch | None = None
 
-    def setup(self, supernet: Supernet, space: Space, seed: int, data: Any = None, epochs: int | None = None) -> None:
+    def setup(self, supernet: Supernet, space: Space, seed: int, data: Any = None, epochs: int | None = None,
+              cost_task: dict[str, Any] | None = None) -> None:
         """Seed the generator and find the extremes of the space once, with the run's cost task."""
-        super().setup(supernet, space, seed, data, epochs)
+        super().setup(supernet, space, seed, data, epochs, cost_task)
         self.largest = space.largest(**self.cost_task)
         self.smallest = space.smallest(**self.cost_task)
 
@@ -62,6 +66,18 @@ class SandwichStrategy(Strategy):
     def sample_step(self) -> list[Arch]:
         """[largest, smallest, n uniform]: path 0 (the largest) is logged and is the distillation teacher."""
         return [self.largest, self.smallest, *(self.sample() for _ in range(int(self.opts["n"])))]
+
+    def loss(self, ctx: LossContext) -> torch.Tensor:
+        """Path 0 (the largest) learns from the labels; with `distill_weight` w > 0 the others learn from
+        `(1 - w) * CE(labels) + w * soft-CE(p0)`, p0 the detached softmax of path 0's logits (in-place distillation).
+        """
+        if ctx.lead_logits is None or self.distill_weight == 0.0:
+            return ctx.per_sample_loss.mean()
+        teacher = F.softmax(ctx.lead_logits.float(), dim=1)
+        soft = -(teacher * F.log_softmax(ctx.logits.float(), dim=1)).sum(1)
+        weight = self.distill_weight
+        objective = soft if weight == 1.0 else (1.0 - weight) * ctx.per_sample_loss + weight * soft
+        return objective.mean()
 
     def report(self) -> dict[str, Any]:
         """The extremes this run trained every step (strategy.json)."""

@@ -207,8 +207,9 @@ class ShiftNASStrategy(Strategy):
                              "give; set strategy.generator=false (a uniform arch of the drawn bin instead)")
 
     # --- setup -----------------------------------------------------------------------------------
-    def setup(self, supernet, space: Space, seed: int, data: Any = None, epochs: int | None = None) -> None:
-        super().setup(supernet, space, seed, data, epochs)
+    def setup(self, supernet, space: Space, seed: int, data: Any = None, epochs: int | None = None,
+              cost_task: dict[str, Any] | None = None) -> None:
+        super().setup(supernet, space, seed, data, epochs, cost_task)
         o, K = self.opts, int(self.opts["bins"])
         task = dict(self.cost_task)
         pool_rng = np.random.default_rng(np.random.SeedSequence([seed, 0x5817]))

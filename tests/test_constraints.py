@@ -17,9 +17,9 @@ import strategies
 import supernets
 from nas import config as cfg
 from nas.cli import _cost_limit, main
+from nas.components import cost_task
 from nas.engine import PathCosts
 from nas.evaluate import ArchEvaluator
-from nas.pipeline import _task
 
 DIGITS_TASK = dict(num_classes=10, in_channels=1, image_size=8, C=4, N=1)
 TINY = ["search", "--dataset", "digits", "--set", "supernet.C=4", "--set", "supernet.N=1", "--set",
@@ -127,11 +127,11 @@ def test_path_costs_decode_hard_samples_and_skip_relaxed_ones():
 def test_cost_task_carries_the_supernet_options_the_costs_need():
     bundle = SimpleNamespace(num_classes=10, in_channels=3, image_size=32)
     nb201 = cfg.resolve([], {"space.name": "nb201"}, ["supernet.C=12", "supernet.N=3"])
-    assert _task(nb201, bundle) == dict(num_classes=10, in_channels=3, image_size=32, C=12, N=3)
+    assert cost_task(nb201, bundle) == dict(num_classes=10, in_channels=3, image_size=32, C=12, N=3)
     darts = cfg.resolve([], {"space.name": "darts"})
-    assert _task(darts, bundle) == dict(num_classes=10, in_channels=3, image_size=32)
+    assert cost_task(darts, bundle) == dict(num_classes=10, in_channels=3, image_size=32)
     mobilenet = cfg.resolve([], {"space.name": "mobilenet"}, ["supernet.width_mult=0.75"])
-    task = _task(mobilenet, bundle)
+    task = cost_task(mobilenet, bundle)
     space = searchspaces.get("mobilenet")
     assert task["width_mult"] == 0.75 and task["schedule"] == mobilenet["supernet"].get(
         "schedule", supernets.OPTIONS["mobilenet"]["schedule"])

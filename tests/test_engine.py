@@ -126,6 +126,50 @@ def test_strategies_see_the_clip_factor_that_torch_applied():
         torch.testing.assert_close(b, a * clipped.factor)
 
 
+def test_engine_trains_on_the_strategys_loss():
+    """The engine back-propagates whatever `strategy.loss` returns for each path and hands it the path's logits,
+    its label cross-entropy and the batch indices: a loss of 3 x the mean cross-entropy gives 3 x the gradients."""
+    import searchspaces
+    import strategies
+    import supernets
+    from nas import config as cfg
+    from nas import data
+    from nas.engine import Trainer
+    from nas.progress import Reporter
+
+    class Recording(strategies.UniformStrategy):
+        scale = 1.0
+
+        def loss(self, ctx):
+            self.ctx = getattr(self, "ctx", ctx)
+            return self.scale * super().loss(ctx)
+
+        def after_backward(self, ctx):  # the first step's: later ones start from weights the scale has moved
+            if not hasattr(self, "grads"):
+                self.grads = [p.grad.clone() for p in self.supernet.parameters() if p.grad is not None]
+
+    one_batch = data.load("synthetic", synthetic_size=16, synthetic_classes=4, valid_fraction=0.0)
+    config = cfg.resolve([], {"train.epochs": 1, "train.batch_size": 16, "train.grad_clip": 0.0, "seed": 0,
+                              "supernet.C": 4, "supernet.N": 1})
+    space = searchspaces.get("nb201")
+    seen = {}
+    for scale in (1.0, 3.0):
+        torch.manual_seed(0)
+        net = supernets.build(space, num_classes=4, in_channels=one_batch.in_channels, **config["supernet"])
+        strategy = Recording()
+        strategy.scale = scale
+        strategy.setup(net, space, seed=0, data=one_batch, epochs=1)
+        Trainer(config, net, strategy, one_batch.train, torch.device("cpu"), Reporter(quiet=True)).fit()
+        seen[scale] = strategy
+    ctx = seen[3.0].ctx
+    assert ctx.position == 0 and ctx.lead_logits is None and ctx.logits.requires_grad
+    assert ctx.per_sample_loss.shape == ctx.y.shape == ctx.index.shape and ctx.logits.shape[1] == 4
+    # as vectors: the biases of convolutions before batch-statistics BN have true gradient 0 (only noise each)
+    plain, scaled = (torch.cat([g.flatten() for g in seen[k].grads]) for k in (1.0, 3.0))
+    assert plain.numel() > 0 and torch.linalg.vector_norm(scaled - 3.0 * plain) < 1e-4 * torch.linalg.vector_norm(
+        3.0 * plain)
+
+
 def test_sample_check_scores_the_same_seeded_archs_for_every_strategy(tmp_path, monkeypatch):
     """eval.sample_check=N scores N uniformly sampled archs after training, the same ones for any strategy at one
     seed (so medians compare across strategies), and summary.json holds their median and percentiles."""

@@ -109,6 +109,22 @@ def test_rank_writes_files_and_its_tau_equals_scipys(run_dir, bench_dir, capsys)
     assert (run_dir / "plots" / "ranking_scatter.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_rank_builds_no_strategy(run_dir, bench_dir, tmp_path, monkeypatch):
+    """Scoring archs with a trained supernet needs the model and data only: `nas rank` sets up no strategy (for
+    ShiftNAS that would draw a 20,000-arch pool just to score archs)."""
+    import strategies
+
+    def refuse(self, *args, **kwargs):
+        raise AssertionError(f"nas rank set up strategy {self.name}")
+
+    for entry in strategies.entries():
+        monkeypatch.setattr(entry.strategy_class, "setup", refuse)
+    monkeypatch.setattr(strategies.Strategy, "setup", refuse)
+    assert main(["rank", str(run_dir), "--benchmark", str(bench_dir), "--archs", "6", "--bootstrap", "50",
+                 "--out", str(tmp_path / "rank"), "--quiet"]) == 0
+    assert json.loads((tmp_path / "rank" / "ranking.json").read_text())["num_archs"] == 6
+
+
 def test_rank_user_errors(run_dir, bench_dir, tmp_path, capsys):
     assert main(["rank", str(run_dir), "--benchmark", "nope"]) == 2
     assert main(["rank", str(tmp_path), "--benchmark", str(bench_dir)]) == 2

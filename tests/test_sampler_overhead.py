@@ -35,7 +35,7 @@ def test_tiny_run_reports_the_ratio():
     assert math.isclose(report["ratio_free"], report["strategy_step_s"] / report["uniform_own_paths_step_s"])
     # the direct measure: time inside the strategy's hooks, a part of the step it is measured against
     by_hook = report["hook_s_per_step_by_hook"]
-    assert {"sample_step", "after_backward", "sample_weights", "epoch_order", "on_epoch_end"} <= set(by_hook)
+    assert {"sample_step", "after_backward", "loss", "epoch_order", "on_epoch_end"} <= set(by_hook)
     assert by_hook["after_backward"] > 0 and by_hook["sample_step"] > 0 and by_hook["on_epoch_end"] > 0
     assert math.isclose(report["hook_s_per_step"], statistics.median(report["per_repeat"]["hook_s"]))
     assert 0 < report["hook_s_per_step"] < report["step_s"] and 0 < report["hook_ratio"] < 1

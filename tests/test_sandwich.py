@@ -15,9 +15,9 @@ import strategies
 from nas import checkpoint
 from nas import config as cfg
 from nas.cli import main
+from nas.components import build_components
 from nas.engine import Trainer
 from nas.errors import UserError
-from nas.pipeline import build_components
 from nas.progress import Reporter
 
 TASK = dict(num_classes=10, in_channels=1, image_size=8, C=4, N=1)
@@ -25,8 +25,7 @@ TASK = dict(num_classes=10, in_channels=1, image_size=8, C=4, N=1)
 
 def _sandwich(seed=0, **opts):
     strategy = strategies.get("sandwich", **opts)
-    strategy.cost_task = dict(TASK)
-    strategy.setup(None, searchspaces.get("nb201"), seed)
+    strategy.setup(None, searchspaces.get("nb201"), seed, cost_task=TASK)
     return strategy
 
 
@@ -76,7 +75,6 @@ def test_preset_defaults_are_the_bignas_setting():
                                   "reject_disconnected": False}
     assert strategies.get("sandwich").distill_weight == 1.0
     assert strategies.get("sandwich", inplace_distill=False).distill_weight == 0.0
-    assert strategies.get("uniform").distill_weight == 0.0
 
 
 class _Stop(Exception):

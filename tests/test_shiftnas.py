@@ -31,8 +31,7 @@ def net(space):
 def _strategy(space, net, seed=0, **opts):
     opts = {"pool": 2000, "generator_warmup": 0, **opts}
     strategy = strategies.get("shiftnas", **opts)
-    strategy.cost_task = dict(TASK, width_mult=0.5)
-    strategy.setup(net, space, seed, None, epochs=3)
+    strategy.setup(net, space, seed, None, epochs=3, cost_task=dict(TASK, width_mult=0.5))
     return strategy
 
 
