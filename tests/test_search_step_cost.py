@@ -23,11 +23,14 @@ def test_tiny_darts_run_reports_time_and_memory_per_mode():
                   "--repeats", "1", "--threads", "1")
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout.strip().splitlines()[-1])
-    for mode in ("single", "mix", "darts", "gdas"):
+    for mode in ("single", "mix", "entangle", "darts", "darts-entangle", "gdas", "gdas-entangle"):
         assert report[f"{mode}_step_s"] > 0 and math.isfinite(report[f"{mode}_step_s"])
         assert report[f"{mode}_peak_mb"] >= 0
     assert report["mix_over_single_time"] == report["mix_step_s"] / report["single_step_s"]
     assert report["darts_step_s"] > report["single_step_s"]  # every candidate plus an architecture step
+    modes = report["modes"]
+    assert modes["darts-entangle"]["build_mode"] == "entangle" and modes["darts"]["build_mode"] == "mix"
+    assert report["entangle_over_mix_memory"] == report["entangle_peak_mb"] / report["mix_peak_mb"]
 
 
 def test_bad_mode_fails_in_one_line():
