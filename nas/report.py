@@ -40,7 +40,9 @@ from .study import mean_interval
 ROOT = Path(__file__).resolve().parent.parent
 MARKER = re.compile(r"(<!-- report:(?P<kind>[a-z]+):(?P<name>[^ ]+) -->\n)(?P<body>.*?)(<!-- /report -->)", re.S)
 METRIC_LABELS = {"kendall_tau": "Kendall tau", "spearman": "Spearman", "precision_at_5pct": "P@top-5%",
-                 "precision_at_10pct": "P@top-10%", "top1_regret": "top-1 regret (points)"}
+                 "precision_at_10pct": "P@top-10%", "top1_regret": "top-1 regret (points)",
+                 "picked_acc": "picked arch: benchmark accuracy (%)"}
+DIGITS = {"top1_regret": 2, "picked_acc": 2}
 
 
 def _num(value: Any, digits: int = 3) -> str:
@@ -57,67 +59,88 @@ def _interval(entry: Mapping[str, Any], digits: int = 3) -> str:
 
 
 def study_section(name: str, results: Path, figures: bool = True) -> str:
-    """The table of one study: arms x metrics (mean [95 % CI] over seeds), paired differences, noise ceiling."""
+    """The table of one study: arms x metrics (mean [95 % CI] over seeds), paired differences of the headline
+    metric (Kendall tau; a pick study's picked-arch accuracy), the noise ceiling, and the picks of a pick study."""
     data = json.loads((results / name / "study.json").read_text())
     baseline = data["baseline"]
-    metrics = list(METRIC_LABELS)
+    metrics = data.get("metrics") or [m for m in METRIC_LABELS if m != "picked_acc"]
+    headline = data.get("headline", "kendall_tau")
+    digits = DIGITS.get(headline, 3)
     lines = [
-        "| arm | " + " | ".join(METRIC_LABELS[m] for m in metrics) + f" | Δ Kendall tau vs {baseline} (paired) | p |",
+        "| arm | " + " | ".join(METRIC_LABELS[m] for m in metrics)
+        + f" | Δ {METRIC_LABELS[headline]} vs {baseline} (paired) | p |",
         "|---" * (len(metrics) + 3) + "|",
     ]
     for arm, info in data["arms"].items():
-        cells = [_interval(info["summary"][m], 2 if m == "top1_regret" else 3) for m in metrics]
+        cells = [_interval(info["summary"][m], DIGITS.get(m, 3)) for m in metrics]
         paired = info["paired_vs_baseline"]
         if paired is None:
             diff, p = "(baseline)", ""
         else:
-            diff, p = _interval(paired["kendall_tau"]), _num(paired["kendall_tau"]["p_value"], 3)
+            diff, p = _interval(paired[headline], digits), _num(paired[headline]["p_value"], 3)
         lines.append(f"| {arm} | " + " | ".join(cells) + f" | {diff} | {p} |")
     noise = data["benchmark"].get("noise_ceiling")
     seeds = data["seeds"]
     runs = data["runs"]
-    archs = sorted({r["num_archs"] for r in runs})
     steps = {arm: info["steps"] for arm, info in data["arms"].items()}
     text = "\n".join(lines) + "\n\n"
-    text += (f"Mean [95 % t-interval] over {len(seeds)} seeds ({', '.join(map(str, seeds))}); each run ranks "
-             f"{', '.join(map(str, archs))} archs of `{data['benchmark']['name']}`"
-             + (" (one per class of identical networks)" if data["rank"].get("dedup") else "")
-             + f" on the {data['rank'].get('split', 'test')} split. Paired differences use the same seed in both "
-               "arms (same initial weights and data order); p is the paired t-test's.")
+    text += f"Mean [95 % t-interval] over {len(seeds)} seeds ({', '.join(map(str, seeds))})"
+    if data["rank"]:
+        archs = sorted({r["num_archs"] for r in runs})
+        text += (f"; each run ranks {', '.join(map(str, archs))} archs of `{data['benchmark']['name']}`"
+                 + (" (one per class of identical networks)" if data["rank"].get("dedup") else "")
+                 + f" on the {data['rank'].get('split', 'test')} split")
+    if data.get("pick"):
+        trained = sum(r["pick"]["source"] == "trained" for r in runs)
+        text += (f"; the arch each run picks is judged by `{data['benchmark']['name']}`'s "
+                 f"{data['pick']['metric']} ({trained} of {len(runs)} picks are not in the table and were trained "
+                 "stand-alone with its recorded protocol and seeds)")
+    text += (". Paired differences use the same seed in both arms (same initial weights and data order); p is the "
+             "paired t-test's.")
     if noise:
         text += (f" Noise ceiling: two stand-alone training seeds of the benchmark agree at Kendall tau "
-                 f"**{_num(noise['kendall_tau'])}** (Spearman {_num(noise['spearman'])}, {noise['archs']} archs).")
+                 f"**{_num(noise['kendall_tau'])}** (Spearman {_num(noise['spearman'])}, {noise['archs']} archs)")
+        moved = noise.get("mean_abs_diff") if data.get("pick") else None
+        text += (f"; one arch's {noise.get('metric', 'test_acc')} differs by {_num(moved, 2)} points between the two "
+                 "seeds (mean absolute difference)." if moved is not None else ".")
     same_steps = len({tuple(v) for v in steps.values()}) == 1
     text += (f" Every arm trains the same number of steps ({next(iter(steps.values()))[0]})." if same_steps else
              " Steps per arm: " + ", ".join(f"{a} {v}" for a, v in steps.items()) + ".")
+    if data.get("pick"):
+        text += "\n\n" + "\n".join(
+            f"- {arm}: " + ", ".join(f"s{r['seed']} `{r['pick']['arch']}` {_num(r['metrics']['picked_acc'], 2)}"
+                                     for r in runs if r["arm"] == arm)
+            for arm in data["arms"])
     text += f"\n\nCommand: `{data['command']}` (spec `{data['spec']}`, git {data['environment']['git_sha']})."
-    figure = results / name / "kendall_tau.png"
+    figure = results / name / f"{headline}.png"
     if figures:  # the link is the same either way, so --check compares text only
         study_figure(data, figure)
-    text += f"\n\n![Kendall tau per arm]({_link(figure)})"
+    text += f"\n\n![{METRIC_LABELS[headline]} per arm]({_link(figure)})"
     return text + "\n"
 
 
 def study_figure(data: Mapping[str, Any], path: Path) -> Path:
-    """Kendall tau of every run per arm (dots), the arm means with their intervals, and the noise ceiling."""
+    """The headline metric of every run per arm (dots), the arm means with their intervals, and (for Kendall tau)
+    the noise ceiling."""
     from .plots import pyplot, save_figure
 
     plt = pyplot()
+    headline = data.get("headline", "kendall_tau")
     arms = list(data["arms"])
     fig, ax = plt.subplots(figsize=(1.4 * len(arms) + 2, 3.6), dpi=110)
     for i, arm in enumerate(arms):
-        taus = [r["metrics"]["kendall_tau"] for r in data["runs"] if r["arm"] == arm]
-        ax.scatter([i] * len(taus), taus, s=14, color="0.4", zorder=3)
-        s = data["arms"][arm]["summary"]["kendall_tau"]
+        values = [r["metrics"][headline] for r in data["runs"] if r["arm"] == arm]
+        ax.scatter([i] * len(values), values, s=14, color="0.4", zorder=3)
+        s = data["arms"][arm]["summary"][headline]
         if s["ci_low"] is not None:
             ax.errorbar([i + 0.15], [s["mean"]], yerr=[[s["mean"] - s["ci_low"]], [s["ci_high"] - s["mean"]]],
                         fmt="o", color="C0", capsize=4, zorder=4)
     noise = data["benchmark"].get("noise_ceiling")
-    if noise:
+    if noise and headline == "kendall_tau":
         ax.axhline(noise["kendall_tau"], color="C3", ls="--", lw=1, label="noise ceiling (two stand-alone seeds)")
         ax.legend(fontsize=8, loc="lower right")
     ax.set_xticks(range(len(arms)), arms, rotation=20)
-    ax.set_ylabel(f"Kendall tau vs {data['benchmark']['name']}")
+    ax.set_ylabel(f"{METRIC_LABELS[headline]} ({data['benchmark']['name']})")
     ax.grid(alpha=0.3, axis="y")
     fig.tight_layout()
     return save_figure(fig, path)

@@ -7,6 +7,12 @@ the baseline arm. Every (arm, seed) is one `nas search` run under `runs/study/<n
 a rerun skips runs already ranked and resumes interrupted ones (`--resume` of the search). Jobs run one after
 another, or in `--workers` processes of one thread each.
 
+A study of search methods (DARTS, DrNAS, ...) judges the arch each run picks rather than (or besides) the ranking:
+with a `pick` section, every run's picked arch (`arch.json`) is looked up in the benchmark (`picked_acc`, the
+benchmark's metric of it); an arch the table lacks is trained stand-alone with the benchmark's own recorded
+protocol and seeds (`train_missing`, default true), so every pick gets a ground-truth figure, marked by its
+source. `rank` may then be left out.
+
 The result is `results/<name>/study.json`: the spec, the command, git SHA and versions, every run's metrics,
 per arm the mean with a 95 % t-interval over seeds, the paired differences against the baseline (same seed:
 same data order, same initial weights) with their intervals and a paired t-test, and the benchmark's noise
@@ -36,7 +42,9 @@ from .io import atomic_write_json
 
 METRICS: tuple[str, ...] = ("kendall_tau", "spearman", "precision_at_5pct", "precision_at_10pct", "top1_regret")
 STUDY_FILE = "study.json"
-SPEC_KEYS = ("name", "description", "base", "arms", "seeds", "rank", "baseline", "runs_dir", "results_dir")
+PICK_METRIC = "picked_acc"  # the benchmark's metric of a run's picked arch
+SPEC_KEYS = ("name", "description", "base", "arms", "seeds", "rank", "pick", "baseline", "runs_dir", "results_dir")
+PICK_KEYS = ("benchmark", "dataset", "metric", "train_missing")
 RANK_KEYS = ("benchmark", "dataset", "metric", "archs", "split", "dedup", "bn_mode", "eval_batch_size", "bootstrap")
 
 
@@ -56,11 +64,22 @@ class Study:
     base_overrides: tuple[str, ...]
     arms: tuple[Arm, ...]
     seeds: tuple[int, ...]
-    rank: dict[str, Any]
+    rank: dict[str, Any]  # empty: no ranking
+    pick: dict[str, Any]  # empty: the picked arch is not judged
     baseline: str
     runs_dir: Path
     results_dir: Path
     source: str
+
+    @property
+    def metrics(self) -> tuple[str, ...]:
+        """The per-run figures this study aggregates: the ranking metrics and/or the picked arch's accuracy."""
+        return (METRICS if self.rank else ()) + ((PICK_METRIC,) if self.pick else ())
+
+    @property
+    def headline(self) -> str:
+        """The metric of the paired comparison against the baseline: Kendall tau, or the pick's accuracy."""
+        return "kendall_tau" if self.rank else PICK_METRIC
 
     def run_dir(self, arm: str, seed: int) -> Path:
         return self.runs_dir / self.name / f"{arm}-s{seed}"
@@ -120,9 +139,23 @@ def load_study(name: str) -> Study:
             or len(set(seeds)) != len(seeds):
         raise UserError(f"study seeds in {path} must be a list of at least two distinct whole numbers >= 0")
     rank = dict(raw.get("rank") or {})
+    pick = dict(raw.get("pick") or {})
+    if not rank and not pick:
+        raise UserError(f"study {path} needs rank (rank the supernet against a benchmark) or pick (judge the "
+                        "arch each run picks), or both")
     bad = sorted(set(rank) - set(RANK_KEYS))
-    if bad or "benchmark" not in rank:
+    if rank and (bad or "benchmark" not in rank):
         raise UserError(f"study rank in {path} needs benchmark and takes {', '.join(RANK_KEYS)}"
+                        + (f"; unknown: {', '.join(bad)}" if bad else ""))
+    bad = sorted(set(pick) - set(PICK_KEYS))
+    if pick:
+        pick.setdefault("benchmark", rank.get("benchmark"))
+        pick.setdefault("dataset", rank.get("dataset"))
+        pick.setdefault("metric", "test_acc")
+        pick.setdefault("train_missing", True)
+    if pick and (bad or not pick["benchmark"] or not isinstance(pick["train_missing"], bool)):
+        raise UserError(f"study pick in {path} needs a benchmark (its own or rank's) and takes "
+                        f"{', '.join(PICK_KEYS)} (train_missing: true or false)"
                         + (f"; unknown: {', '.join(bad)}" if bad else ""))
     baseline = raw.get("baseline", arms[0].name)
     if baseline not in {a.name for a in arms}:
@@ -130,15 +163,28 @@ def load_study(name: str) -> Study:
     study = Study(
         name=str(raw.get("name") or path.stem), description=str(raw.get("description") or ""),
         base_config=tuple(configs), base_overrides=_overrides(base.get("set"), "base.set"), arms=arms,
-        seeds=tuple(seeds), rank=rank, baseline=baseline, runs_dir=Path(raw.get("runs_dir") or "runs/study"),
+        seeds=tuple(seeds), rank=rank, pick=pick, baseline=baseline, runs_dir=Path(raw.get("runs_dir") or "runs/study"),
         results_dir=Path(raw.get("results_dir") or "results"), source=str(path),
     )
     for arm in study.arms:  # every run's config, validated before anything runs
-        study.resolve(arm, study.seeds[0])
-    from .rank import load_benchmark
+        config = study.resolve(arm, study.seeds[0])
+        if pick and config["search"]["method"] == "none" and not _derives(config):
+            raise UserError(f"arm {arm.name} of study {path} picks no arch (search.method=none and strategy "
+                            f"{config['strategy']['name']} derives none); set search.method or drop pick")
+    from .rank import load_benchmark, truth_dataset
 
-    load_benchmark(rank["benchmark"])
+    for section in (rank, pick):
+        if section:
+            bench = load_benchmark(section["benchmark"])
+            truth_dataset(bench, section.get("dataset"), study.resolve(study.arms[0], study.seeds[0])["data"]["name"])
     return study
+
+
+def _derives(config: dict) -> bool:
+    """Whether the config's strategy picks its own arch (`derive`): the gradient methods do."""
+    import strategies
+
+    return strategies.strategy_class(config["strategy"]["name"]).uses_arch_step
 
 
 # --- running ---------------------------------------------------------------------------------------------
@@ -158,33 +204,83 @@ def _rank_args(rank: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def run_one(study: Study, arm: Arm, seed: int, argv: Sequence[str]) -> dict[str, Any]:
-    """Search and rank one (arm, seed), resuming what an earlier invocation left; returns its record."""
+    """Search, rank and judge the pick of one (arm, seed), resuming what an earlier invocation left; returns its
+    record."""
     import json
 
     from . import pipeline, rank, rundir
 
     run_path = study.run_dir(arm.name, seed)
-    ranking = run_path / "ranking.json"
-    if not ranking.is_file():
-        summary = run_path / "summary.json"
-        complete = summary.is_file() and json.loads(summary.read_text()).get("status") == "complete"
-        if not complete:
-            if (run_path / "config.yaml").is_file():
-                config = rundir.load_config(run_path)
-            else:
-                config = study.resolve(arm, seed)
-                rundir.create(run_path, config)
-            pipeline.run_search(config, run_path, argv, quiet=True, resume=True)
+    ranking, picked = run_path / "ranking.json", run_path / PICK_FILE
+    summary = run_path / "summary.json"
+    complete = summary.is_file() and json.loads(summary.read_text()).get("status") == "complete"
+    if not complete:
+        if (run_path / "config.yaml").is_file():
+            config = rundir.load_config(run_path)
+        else:
+            config = study.resolve(arm, seed)
+            rundir.create(run_path, config)
+        pipeline.run_search(config, run_path, argv, quiet=True, resume=True)
+    if study.rank and not ranking.is_file():
         rank.rank_run(run_path, quiet=True, seed=0, **_rank_args(study.rank))
-    result = json.loads(ranking.read_text())
-    summary = json.loads((run_path / "summary.json").read_text())
-    return {
-        "arm": arm.name, "seed": seed, "run_dir": str(run_path),
-        "metrics": {m: result["metrics"][m]["value"] for m in METRICS},
-        "intervals": {m: [result["metrics"][m]["ci_low"], result["metrics"][m]["ci_high"]] for m in METRICS},
-        "num_archs": result["num_archs"], "steps": summary["steps"],
-        "train_seconds": summary["train_seconds_this_invocation"], "final_train_acc": summary["final_train_acc"],
+    if study.pick and not picked.is_file():
+        atomic_write_json(picked, judge_pick(run_path, study.pick))
+    summary_data = json.loads(summary.read_text())
+    record: dict[str, Any] = {
+        "arm": arm.name, "seed": seed, "run_dir": str(run_path), "metrics": {}, "intervals": {},
+        "steps": summary_data["steps"], "train_seconds": summary_data["train_seconds_this_invocation"],
+        "final_train_acc": summary_data["final_train_acc"],
     }
+    if study.rank:
+        result = json.loads(ranking.read_text())
+        record["metrics"].update({m: result["metrics"][m]["value"] for m in METRICS})
+        record["intervals"].update({m: [result["metrics"][m]["ci_low"], result["metrics"][m]["ci_high"]]
+                                    for m in METRICS})
+        record["num_archs"] = result["num_archs"]
+    if study.pick:
+        judged = json.loads(picked.read_text())
+        record["metrics"][PICK_METRIC] = judged["value"]
+        record["pick"] = {k: judged[k] for k in ("arch", "source", "seeds", "inherited_test_acc")}
+    return record
+
+
+PICK_FILE = "picked.json"
+
+
+def judge_pick(run_path: Path, pick: Mapping[str, Any]) -> dict[str, Any]:
+    """The benchmark's `pick.metric` of the arch a finished run picked (`arch.json`): looked up in the table, or,
+    for an arch the table lacks and `train_missing`, the mean over the benchmark's seeds of training it stand-alone
+    with the benchmark's recorded protocol (`meta.json` `training`)."""
+    import json
+
+    from . import rundir
+    from .rank import load_benchmark, truth_dataset
+
+    arch_file = run_path / "arch.json"
+    if not arch_file.is_file():
+        raise UserError(f"{run_path} picked no arch (no arch.json); a pick study needs a search or a strategy "
+                        "that derives one")
+    info = json.loads(arch_file.read_text())
+    bench = load_benchmark(pick["benchmark"])
+    dataset = truth_dataset(bench, pick.get("dataset"), rundir.load_config(run_path)["data"]["name"])
+    metric = pick["metric"]
+    out = {"arch": info["arch"], "benchmark": bench.name, "dataset": dataset, "metric": metric,
+           "inherited_test_acc": info.get("test_acc_inherited")}
+    if info["arch"] in bench:
+        return {**out, "value": bench.query(info["arch"], dataset, metric), "source": "table", "seeds": None}
+    training, seeds = bench.meta.get("training"), bench.meta.get("plan", {}).get("seeds")
+    if not pick.get("train_missing", True) or not training or not seeds:
+        raise UserError(f"the arch {info['arch']} that {run_path} picked is not in benchmark {bench.name}"
+                        + ("" if training and seeds else ", whose meta.json records no training protocol to train "
+                           "it with") + "; set pick.train_missing: true or use a benchmark that holds it")
+    if metric not in ("test_acc", "valid_acc", "test_loss", "valid_loss"):
+        raise UserError(f"pick.metric={metric} cannot be measured by training the arch; accepted for archs outside "
+                        "the table: test_acc, valid_acc, test_loss, valid_loss")
+    from .standalone import StandaloneSettings, train_arch
+
+    runs = [train_arch(info["arch"], StandaloneSettings(**{**training, "seed": seed})) for seed in seeds]
+    return {**out, "value": float(np.mean([r[metric] for r in runs])), "source": "trained", "seeds": list(seeds),
+            "per_seed": [r[metric] for r in runs], "train_seconds": sum(r["seconds"] for r in runs)}
 
 
 def _job(args: tuple[str, str, int, tuple[str, ...]]) -> dict[str, Any]:
@@ -211,9 +307,12 @@ def run_study(study: Study, argv: Sequence[str], workers: int = 1, reporter=None
     def done(record: dict[str, Any]) -> None:
         records.append(record)
         m = record["metrics"]
-        reporter.info(f"[{len(records)}/{len(jobs)}] {record['arm']} seed {record['seed']}: kendall tau "
-                      f"{m['kendall_tau']:.3f}  P@5% {m['precision_at_5pct']:.3f}  regret {m['top1_regret']:.2f}"
-                      f"  ({time.perf_counter() - started:.0f}s)")
+        parts = ([f"kendall tau {m['kendall_tau']:.3f}  P@5% {m['precision_at_5pct']:.3f}  regret "
+                  f"{m['top1_regret']:.2f}"] if study.rank else [])
+        if study.pick:
+            parts.append(f"picked {record['pick']['arch']}: {m[PICK_METRIC]:.2f} ({record['pick']['source']})")
+        reporter.info(f"[{len(records)}/{len(jobs)}] {record['arm']} seed {record['seed']}: " + "  ".join(parts)
+                      + f"  ({time.perf_counter() - started:.0f}s)")
 
     if workers <= 1:
         for arm, seed in jobs:
@@ -283,15 +382,15 @@ def write_results(study: Study, records: list[dict[str, Any]], argv: Sequence[st
         arms[arm.name] = {
             "overrides": list(arm.overrides),
             "config": study.resolve(arm, study.seeds[0]),  # resolved at the first seed: the presets' values
-            "summary": {m: mean_interval([runs[s][m] for s in sorted(runs)]) for m in METRICS},
+            "summary": {m: mean_interval([runs[s][m] for s in sorted(runs)]) for m in study.metrics},
             "paired_vs_baseline": None if arm.name == study.baseline else {
                 m: paired_difference({s: runs[s][m] for s in runs},
                                      {s: by_arm[study.baseline][s][m] for s in by_arm[study.baseline]})
-                for m in METRICS},
+                for m in study.metrics},
             "train_seconds_median": float(np.median([r["train_seconds"] for r in records if r["arm"] == arm.name])),
             "steps": sorted({r["steps"] for r in records if r["arm"] == arm.name}),
         }
-    bench = rank.load_benchmark(study.rank["benchmark"])
+    bench = rank.load_benchmark((study.rank or study.pick)["benchmark"])
     env = rundir.environment(list(argv), "cpu")
     result = {
         "name": study.name,
@@ -302,6 +401,9 @@ def write_results(study: Study, records: list[dict[str, Any]], argv: Sequence[st
         "seeds": list(study.seeds),
         "baseline": study.baseline,
         "rank": {k: v for k, v in study.rank.items()},
+        "pick": {k: v for k, v in study.pick.items()},
+        "metrics": list(study.metrics),
+        "headline": study.headline,
         "benchmark": {"name": bench.name, "n_archs": len(bench), "noise_ceiling": bench.meta.get("noise_ceiling"),
                       "description": bench.meta.get("description", "")},
         "environment": {k: env[k] for k in ("supernas", "git_sha", "python", "torch", "numpy", "platform")},

@@ -128,3 +128,57 @@ def test_study_json_names_a_shipped_spec_the_same_on_every_checkout(tmp_path):
     assert study._portable(str(shipped.resolve())) == "configs/studies/samplers_nb201_digits.yaml"
     own = tmp_path / "mine.yaml"
     assert study._portable(str(own)) == str(own)
+
+
+@pytest.mark.slow
+def test_pick_study_judges_each_runs_arch_by_the_benchmark(tmp_path):
+    """A pick study (no ranking): every run's derived arch gets the benchmark's accuracy, from the table when the
+    table has it, else by training it stand-alone with the benchmark's own protocol and seeds; the paired
+    comparison is on that accuracy, and the report says how many picks were trained."""
+    import nasbench
+    from nas.standalone import StandaloneSettings, train_arch
+
+    bench = tmp_path / "bench"
+    assert main(["bench", "build", "--archs", "6", "--unique", "--seeds", "0,1", "--multi-seed-archs", "2",
+                 "--out", str(bench), *TINY_BUILD]) == 0
+    spec = {
+        "name": "picks",
+        "base": {"set": {"space.name": "nb201", "data.name": "digits", "train.epochs": 1, "supernet.C": 4,
+                         "supernet.N": 1, "train.batch_size": 128, "search.method": "none",
+                         "eval.monitor_archs": 0, "eval.sample_check": 0}},
+        "arms": {"darts": {"strategy.name": "darts"},
+                 "darts-entangle": {"strategy.name": "darts", "supernet.mode": "entangle"}},
+        "seeds": [0, 1],
+        "pick": {"benchmark": str(bench)},
+        "runs_dir": str(tmp_path / "runs"),
+        "results_dir": str(tmp_path / "results"),
+    }
+    path = tmp_path / "picks.yaml"
+    path.write_text(yaml.safe_dump(spec, sort_keys=False))
+    assert main(["study", str(path), "--quiet"]) == 0
+    data = json.loads((tmp_path / "results" / "picks" / "study.json").read_text())
+    assert data["metrics"] == ["picked_acc"] and data["headline"] == "picked_acc" and not data["rank"]
+    table = nasbench.load(str(bench))
+    meta = json.loads((bench / "meta.json").read_text())
+    for run in data["runs"]:
+        arch = json.loads((tmp_path / "runs" / "picks" / f"{run['arm']}-s{run['seed']}" / "arch.json").read_text())
+        assert run["pick"]["arch"] == arch["arch"]
+        if arch["arch"] in table:
+            assert run["pick"]["source"] == "table"
+            assert run["metrics"]["picked_acc"] == table.query(arch["arch"], "digits", "test_acc")
+        else:  # trained with the benchmark's protocol: the same figure a rebuild of it would give
+            assert run["pick"]["source"] == "trained" and run["pick"]["seeds"] == [0, 1]
+            again = [train_arch(arch["arch"], StandaloneSettings(**{**meta["training"], "seed": s}))["test_acc"]
+                     for s in (0, 1)]
+            assert run["metrics"]["picked_acc"] == pytest.approx(np.mean(again))
+    values = {(r["arm"], r["seed"]): r["metrics"]["picked_acc"] for r in data["runs"]}
+    paired = data["arms"]["darts-entangle"]["paired_vs_baseline"]["picked_acc"]
+    assert paired["mean"] == pytest.approx(np.mean([values[("darts-entangle", s)] - values[("darts", s)]
+                                                    for s in (0, 1)]))
+    readme = tmp_path / "README.md"
+    readme.write_text("<!-- report:study:picks -->\n<!-- /report -->\n")
+    assert reports.main(["--readme", str(readme), "--results", str(tmp_path / "results")]) == 0
+    text = readme.read_text()
+    assert "picked arch: benchmark accuracy" in text and "| darts-entangle |" in text
+    trained = sum(r["pick"]["source"] == "trained" for r in data["runs"])
+    assert f"{trained} of 4 picks are not in the table" in text
