@@ -475,41 +475,13 @@ def _cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def space_capabilities(name: str) -> list[str]:
-    """What a registered space offers, as `nas list` and the README's table of spaces name it: the build modes in
-    which its supernet runs relaxed archs, per-candidate gradients, FLOPs counters, cost terms, identical-network
-    classes, and the commands that train its archs from scratch."""
-    import searchspaces
-    import supernets
-
-    space = searchspaces.entry(name)
-    out = []
-    if name in supernets.names():
-        caps = supernets.entry(name).capabilities
-        out.append("relaxed in " + "/".join(caps.relaxations) if caps.relaxations else "single paths only")
-        if caps.choice_gradients:
-            out.append("per-candidate gradients")
-    else:
-        out.append("no supernet")
-    if space.has_flops:
-        out.append("FLOPs" + (f" ({', '.join(space.flops_counters)})" if space.flops_counters else ""))
-    if space.cost_term_kinds:
-        out.append(f"cost terms ({', '.join(space.cost_term_kinds)})")
-    if space.has_equivalences:
-        out.append("identical-network classes")
-    if name in supernets.names() and supernets.entry(name).standalone is not None:
-        out.append("nas bench build")
-    if name in supernets.names() and supernets.entry(name).final_recipe is not None:
-        out.append("nas train")
-    return out
-
-
 def _cmd_list(args: argparse.Namespace) -> int:
     import searchspaces
     import strategies
 
     from . import config as cfg
     from . import data
+    from .catalog import space_capabilities
 
     presets = cfg.presets_dir() / "experiments"
     print("spaces:")

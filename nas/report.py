@@ -9,8 +9,8 @@ Nothing in the README's result sections is typed by hand. A section is delimited
 and regenerated from the file it names:
 
 - `study:NAME`: `results/NAME/study.json` (written by `nas study`): per arm the mean and 95 % t-interval over
-  seeds of every ranking metric, the paired difference against the baseline arm, and the benchmark's noise
-  ceiling; a figure `results/NAME/kendall_tau.png`.
+  seeds of every ranking metric (a pick study: of the picked arch's benchmark accuracy), the paired difference
+  against the baseline arm, and the benchmark's noise ceiling; a figure `results/NAME/<headline metric>.png`.
 - `benchmark:NAME`: the `meta.json` of a registered or packaged benchmark (spread of its accuracies, noise
   ceiling, build command and cost).
 - `json:PATH`: a table from `results/PATH` (a JSON file with `columns`, `rows` and `command`, e.g. the `make
@@ -19,6 +19,8 @@ and regenerated from the file it names:
   runs' `metrics.csv` copies, and their last values per arm.
 - `pada:NAME`: what PA&DA's samplers did in a study's PA&DA arms (path distribution, data coverage, effective
   sample size of q, score spread) per epoch.
+- `registry:spaces`, `registry:strategies`: the tables of what is registered (`nas.catalog`); a new space or
+  strategy appears there by registering.
 
 `python -m nas.report` rewrites README.md in place (atomically); `--check` only reports whether it would change
 anything (exit 1 if so), which is what the test suite runs, so tables cannot drift from their results.
@@ -319,9 +321,20 @@ def _link(path: Path) -> str:
     return resolved.relative_to(ROOT).as_posix() if resolved.is_relative_to(ROOT) else str(path)
 
 
+def registry_section(name: str, results: Path, figures: bool = True) -> str:
+    """`registry:spaces` / `registry:strategies`: the table of what is registered (`nas.catalog`), so a new
+    space or strategy gets its README row by registering."""
+    from . import catalog
+
+    tables = {"spaces": catalog.spaces_table, "strategies": catalog.strategies_table}
+    if name not in tables:
+        raise ValueError(f"unknown registry table {name!r}; accepted: {', '.join(tables)}")
+    return tables[name]() + "\n"
+
+
 SECTIONS: dict[str, Callable[[str, Path, bool], str]] = {
     "study": study_section, "benchmark": benchmark_section, "json": json_section, "curves": curves_section,
-    "pada": pada_section,
+    "pada": pada_section, "registry": registry_section,
 }
 
 
