@@ -464,6 +464,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
             raise UserError(f"unknown dataset {settings.dataset!r}; accepted: {', '.join(data.DATASETS)}")
         if settings.epochs < 1 or settings.batch_size < 2 or settings.C < 1 or settings.layers < 1:
             raise UserError("epochs, C and layers must be at least 1 and batch_size at least 2")
+        final.build_network(settings, num_classes=10, in_channels=3)  # options the network refuses stop here
         stamp = time.strftime("%Y%m%d-%H%M%S")
         default_out = Path("runs") / f"{stamp}-train-{space}-{settings.dataset}-s{settings.seed}"
         run_path = rundir.create(Path(args.out) if args.out else default_out, {}, text=final.settings_text(settings))

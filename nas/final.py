@@ -103,6 +103,18 @@ def resolve_arch(space_name: str | None, text: str) -> tuple[str, str]:
     return space_name, searchspaces.get(space_name).parse(text).to_string()
 
 
+def build_network(settings: FinalSettings, num_classes: int, in_channels: int) -> torch.nn.Module:
+    """The network `settings` trains: its space's registered evaluation network. Options the network does not
+    take (NB201 has no drop-path) are a user error, raised before any run directory is written."""
+    arch = searchspaces.get(settings.space).parse(settings.arch)
+    try:
+        return supernets.build_eval_network(arch, C=settings.C, layers=settings.layers, num_classes=num_classes,
+                                            auxiliary=settings.auxiliary_weight > 0, in_channels=in_channels,
+                                            drop_path=settings.drop_path)
+    except ValueError as exc:
+        raise UserError(f"{exc}; set a value the {settings.space} evaluation network accepts") from None
+
+
 def cutout(x: torch.Tensor, size: int, generator: torch.Generator) -> torch.Tensor:
     """Zero a size x size square (clipped at the border) at a uniform random centre of every image (DeVries &
     Taylor 2017, as in DARTS's training), vectorised on the device."""
@@ -131,11 +143,7 @@ def train_final(settings: FinalSettings, run_path: Path, resume: bool = False, q
         seed_everything(s.seed, deterministic=True)
         bundle = datasets.load(s.dataset, data_dir=s.data_dir, download=s.download, valid_fraction=s.valid_fraction,
                                split_seed=s.split_seed, device=device)
-        space = searchspaces.get(s.space)
-        arch = space.parse(s.arch)
-        model = supernets.build_eval_network(arch, C=s.C, layers=s.layers, num_classes=bundle.num_classes,
-                                             auxiliary=s.auxiliary_weight > 0, in_channels=bundle.in_channels,
-                                             drop_path=s.drop_path).to(device)
+        model = build_network(s, bundle.num_classes, bundle.in_channels).to(device)
         optimizer = torch.optim.SGD(model.parameters(), lr=s.lr, momentum=s.momentum, nesterov=s.nesterov,
                                     weight_decay=s.weight_decay)
         steps = bundle.train.num_batches(s.batch_size, drop_last=True)

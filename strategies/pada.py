@@ -61,23 +61,10 @@ from .base import LossContext, StepContext, Strategy
 from .registry import register_strategy
 
 
-def choice_slices(supernet: Any) -> ChoiceSlices:
-    """`supernet.choice_slices()`, or the whole parameters of `choice_parameters()` for a model that only has
-    those (any module with a registry, e.g. a test double)."""
-    if hasattr(supernet, "choice_slices"):
-        return supernet.choice_slices()
-    return {key: [(p, ()) for p in params] for key, params in supernet.choice_parameters().items()}
-
-
-def _every_choice(arch: Arch) -> list[tuple[str, Hashable]]:
-    """Every decision of `arch` (a model without `active_choices`: all its decisions are part of the network)."""
-    return list(arch.items())
-
-
 @register_strategy("PA&DA: paths and training samples drawn by gradient-norm importance (Lu et al. 2023)")
 class PADAStrategy(Strategy):
-    """PA&DA path and data importance sampling over any supernet exposing `choice_slices()` (or
-    `choice_parameters()`)."""
+    """PA&DA path and data importance sampling over any supernet (`supernets.Supernet.choice_slices()` names
+    what each candidate trains)."""
 
     name = "pada"
     OPTIONS = {
@@ -148,14 +135,14 @@ class PADAStrategy(Strategy):
         # shared ones; parametric slots. Only the decisions that are part of the network count.
         self.slices_of: ChoiceSlices = {}
         parametric = torch.zeros(self.rows, self.width, dtype=torch.bool)
-        for key, entries in choice_slices(supernet).items():
+        for key, entries in supernet.choice_slices().items():
             if entries and key in self.slot_of:
                 self.slices_of[key] = list(entries)
                 parametric[self.slot_of[key]] = True
         if self.opts["sample_paths"] and not self.slices_of:
             raise ValueError(self._no_gradients(space.name))
         self.parametric = parametric.flatten().to(device)
-        self.active_choices = getattr(supernet, "active_choices", _every_choice)
+        self.active_choices = supernet.active_choices
         # Distributions and accumulators, flattened [rows * width]; p starts uniform over the allowed candidates.
         self.p = torch.tensor(self._uniform(), dtype=torch.float32, device=device).flatten()
         self.p_host = self._uniform()

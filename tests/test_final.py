@@ -77,8 +77,11 @@ def test_arch_comes_from_a_search_run(tmp_path):
     (["train", "--space", "nb201", "--arch", NB201_ARCH, "--set", "width=3"], "--set width is not a training"),
     (["train", "--space", "nb201", "--arch", NB201_ARCH, "--set", "C=wide"], "C='wide' is not valid"),
     (["train", "--space", "nb201", "--arch", "|bad|"], "not an NB201 arch string"),
+    (["train", "--space", "nb201", "--arch", NB201_ARCH, "--set", "drop_path=0.1"], "has no drop-path"),
 ])
-def test_train_user_errors(args, fragment, capsys):
+def test_train_user_errors(args, fragment, capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
     assert main(args) == 2
+    assert not (tmp_path / "runs").exists()  # refused before a run directory was written
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and fragment in err[0]

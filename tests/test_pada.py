@@ -137,6 +137,12 @@ class _PairNet(torch.nn.Module):
         out[("op1", "conv")] = [self.w["op1_conv"]]
         return out
 
+    def choice_slices(self):  # what `supernets.Supernet.choice_slices` gives for whole parameters
+        return {key: [(p, ()) for p in params] for key, params in self.choice_parameters().items()}
+
+    def active_choices(self, arch):  # every decision is part of the network, as `supernets.Supernet` says
+        return list(arch.items())
+
 
 def test_heterogeneous_decisions_share_a_distribution_per_candidate_list(bundle):
     space, net = _PairSpace(), _PairNet()
