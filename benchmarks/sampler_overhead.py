@@ -92,7 +92,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args.supernet_options = _given(key_values(p, "--supernet", supernet_items, supernets.OPTIONS[args.space],
                                               f"the {args.space} supernet"), supernet_items)
     args.strategy_options = _given(key_values(p, "--strategy-option", args.strategy_option,
-                                              strategies.strategy_class(args.strategy).OPTIONS,
+                                              strategies.entry(args.strategy).defaults(),
                                               f"strategy {args.strategy}"), args.strategy_option)
     return args
 

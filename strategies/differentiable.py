@@ -37,10 +37,21 @@ import torch
 import torch.nn.functional as F
 
 from searchspaces import Arch
+from searchspaces.options import choice, number
 from supernets import ArchWeights
 
 from .base import ArchStepContext, Strategy
 from .registry import register_strategy
+
+# The options of the Adam optimizer of the architecture parameters, common to DARTS, GDAS and DrNAS (DARTS's
+# architect: Adam(3e-4, betas (0.5, 0.999)), specs/ALGORITHMS.md §7); each class adds its own to these.
+ARCH_ADAM_OPTIONS = {
+    "arch_lr": number(3e-4, "Adam learning rate of the architecture parameters alpha", 0.0, lo_open=True),
+    "arch_beta1": number(0.5, "Adam beta1 of alpha", 0.0, 1.0, hi_open=True),
+    "arch_beta2": number(0.999, "Adam beta2 of alpha", 0.0, 1.0, hi_open=True),
+    "init_scale": number(1e-3, "alpha ~ init_scale * N(0, 1)", 0.0),
+}
+ARCH_WEIGHT_DECAY = number(1e-3, "Adam weight decay of alpha (an L2 regulariser)", 0.0)
 
 
 @register_strategy("DARTS: softmax relaxation, architecture by gradient on a held-out split (order 1 or 2)")
@@ -50,19 +61,12 @@ class DARTSStrategy(Strategy):
     name = "darts"
     uses_arch_step = True
     OPTIONS = {
-        "order": 1,
-        "arch_lr": 3e-4,
-        "arch_beta1": 0.5,
-        "arch_beta2": 0.999,
-        "arch_weight_decay": 1e-3,
-        "init_scale": 1e-3,
-        "unrolled_eps": 0.01,
+        "order": choice(1, "1: first order | 2: unrolled second order (finite-difference Hessian-vector product)",
+                        (1, 2)),
+        **ARCH_ADAM_OPTIONS,
+        "arch_weight_decay": ARCH_WEIGHT_DECAY,
+        "unrolled_eps": number(0.01, "order 2: eps = unrolled_eps / ||grad_w' L_val||", 0.0, lo_open=True),
     }
-
-    def __init__(self, **opts: Any):
-        super().__init__(**opts)
-        if self.opts["order"] not in (1, 2):
-            raise ValueError(f"strategy.order={self.opts['order']!r} is not valid; accepted: 1, 2")
 
     def mode(self) -> str:
         return "mix"
@@ -186,15 +190,16 @@ class GDASStrategy(DARTSStrategy):
     """GDAS (Dong & Yang, CVPR 2019): one straight-through Gumbel sample per decision; only it runs."""
 
     name = "gdas"
-    OPTIONS = {**DARTSStrategy.OPTIONS, "tau_max": 10.0, "tau_min": 0.1}
-    OPTIONS.pop("order")
-    OPTIONS.pop("unrolled_eps")
+    OPTIONS = {
+        **ARCH_ADAM_OPTIONS,
+        "arch_weight_decay": ARCH_WEIGHT_DECAY,
+        "tau_max": number(10.0, "Gumbel-softmax temperature of the first epoch; it falls linearly to tau_min", 0.0,
+                          lo_open=True),
+        "tau_min": number(0.1, "Gumbel-softmax temperature of the last epoch", 0.0, lo_open=True),
+    }
 
     def mode(self) -> str:
         return "hard"
-
-    def __init__(self, **opts: Any):
-        Strategy.__init__(self, **opts)
 
     def setup(self, supernet, space, seed: int, data: Any = None, epochs: int | None = None) -> None:
         super().setup(supernet, space, seed, data, epochs)
@@ -254,22 +259,11 @@ class DrNASStrategy(DARTSStrategy):
 
     name = "drnas"
     OPTIONS = {
-        "arch_lr": 3e-4,
-        "arch_beta1": 0.5,
-        "arch_beta2": 0.999,
-        "init_scale": 1e-3,
-        "reg_type": "l2",
-        "reg_scale": 1e-3,
+        **ARCH_ADAM_OPTIONS,
+        "reg_type": choice("l2", "l2: Adam weight decay reg_scale on alpha | kl: + reg_scale * KL(Dir(elu(alpha)+1) "
+                                 "|| Dir(1)), no decay", ("l2", "kl")),
+        "reg_scale": number(1e-3, "the regulariser's scale (reg_type)", 0.0),
     }
-    REG_TYPES = ("l2", "kl")
-
-    def __init__(self, **opts: Any):
-        Strategy.__init__(self, **opts)
-        if self.opts["reg_type"] not in self.REG_TYPES:
-            raise ValueError(f"strategy.reg_type={self.opts['reg_type']!r} is not valid; accepted: "
-                             f"{', '.join(self.REG_TYPES)}")
-        if float(self.opts["reg_scale"]) < 0:
-            raise ValueError(f"strategy.reg_scale={self.opts['reg_scale']!r} is not valid; accepted: a number >= 0")
 
     def _arch_weight_decay(self) -> float:
         return float(self.opts["reg_scale"]) if self.opts["reg_type"] == "l2" else 0.0
