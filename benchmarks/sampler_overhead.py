@@ -65,7 +65,7 @@ TIMED_EPOCH = 1  # the second of two epochs: the first one warms up and gives ep
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = OneLineParser(prog="sampler_overhead.py", description=__doc__.split("\n\n")[0])
     p.add_argument("--strategy", default="pada", help="strategy to measure (default pada)")
-    p.add_argument("--space", default="nb201", choices=tuple(supernets.OPTIONS))
+    p.add_argument("--space", default="nb201", choices=supernets.names())
     p.add_argument("--supernet", action="append", default=[], metavar="KEY=VALUE",
                    help="supernet build option, e.g. C=16, width_mult=0.35 (repeatable; default: the supernet's)")
     p.add_argument("--strategy-option", action="append", default=[], metavar="KEY=VALUE",
@@ -89,10 +89,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         p.error(f"unknown strategy {args.strategy!r}; accepted: {', '.join(strategies.names())}")
     supernet_items = [f"{key}={value}" for key, value in (("C", args.C), ("N", args.N)) if value is not None]
     supernet_items += args.supernet
-    args.supernet_options = _given(key_values(p, "--supernet", supernet_items, supernets.OPTIONS[args.space],
+    args.supernet_options = _given(key_values(p, "--supernet", supernet_items, supernets.entry(args.space).defaults(),
                                               f"the {args.space} supernet"), supernet_items)
     args.strategy_options = _given(key_values(p, "--strategy-option", args.strategy_option,
-                                              strategies.strategy_class(args.strategy).OPTIONS,
+                                              strategies.entry(args.strategy).defaults(),
                                               f"strategy {args.strategy}"), args.strategy_option)
     return args
 

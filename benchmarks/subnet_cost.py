@@ -40,7 +40,7 @@ SUBNETS = ("smallest", "largest")
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = OneLineParser(prog="subnet_cost.py", description=__doc__.split("\n\n")[0])
-    p.add_argument("--space", default="mobilenet", choices=tuple(supernets.OPTIONS),
+    p.add_argument("--space", default="mobilenet", choices=supernets.names(),
                    help="a space with a supernet (default mobilenet)")
     p.add_argument("--supernet", action="append", default=[], metavar="KEY=VALUE",
                    help="supernet build option, e.g. schedule=cifar, width_mult=0.75, C=16 (repeatable; default: "
@@ -60,7 +60,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = p.parse_args(argv)
     if args.device == "cuda" and not torch.cuda.is_available():
         p.error("argument --device: cuda requested but torch.cuda.is_available() is False")
-    known = supernets.OPTIONS[args.space]
+    known = supernets.entry(args.space).defaults()
     options = dict(known)
     for item in args.supernet:
         key, sep, raw = item.partition("=")

@@ -67,6 +67,6 @@ def strategies_table() -> str:
     """A Markdown table of every registered strategy: what it does, the kind of path it trains, its options."""
     lines = ["| strategy | what it does | path | options (default) |", "|---|---|---|---|"]
     for entry in strategies.entries():
-        options = ", ".join(f"`{k}` ({v})" for k, v in entry.options.items()) or "-"
+        options = ", ".join(f"`{k}` ({v})" for k, v in entry.defaults().items()) or "-"
         lines.append(f"| `{entry.name}` | {entry.description} | {entry.create().mode()} | {options} |")
     return "\n".join(lines)

@@ -1,4 +1,5 @@
-"""The `nas` command: `nas search`, `nas train`, `nas rank`, `nas tune`, `nas bench build`, `nas list`, `nas arch info`.
+"""The `nas` command: `nas search`, `nas train`, `nas rank`, `nas tune`, `nas bench build`, `nas list`, `nas arch info`,
+`nas config keys`.
 
 User errors (bad flags, config values, arch strings, files) print one line `nas: error: ...` and exit 2;
 an interrupted search tells how to resume and exits 130.
@@ -35,37 +36,18 @@ def _build_parser() -> argparse.ArgumentParser:
 
     search = sub.add_parser("search", help="train a supernet with a sampler and search an arch",
                             description="Train a supernet with a sampling strategy, then pick an arch with "
-                                        "inherited weights. Presets: configs/; every key can be set with --set.")
-    search.add_argument("--space", help="search space (nas list)")
-    search.add_argument("--strategy", help="sampling strategy (nas list)")
-    search.add_argument("--dataset", help="dataset (nas list)")
-    search.add_argument("--epochs", type=int, help="training epochs")
-    search.add_argument("--seed", type=int, help="run seed (weights, data order, sampling)")
-    search.add_argument("--data-dir", help="folder holding (or receiving) dataset files")
-    search.add_argument("--download", action="store_true", default=None, help="download cifar10/cifar100")
-    search.add_argument("--device", help="auto, cpu, cuda, cuda:N or mps")
+                                        "inherited weights. Layers, later wins: the declared defaults, the presets "
+                                        "of the space, strategy and dataset (configs/), --config files, the flags "
+                                        "below, --set. Every key can be set with --set; nas config keys lists them "
+                                        "with what they accept.")
+    for flag, key, extra in _SEARCH_FLAGS:
+        _config_flag(search, flag, key, **extra)
     search.add_argument("--config", action="append", default=[], metavar="FILE",
                         help="YAML config file or experiment preset name (repeatable, later wins)")
     search.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides",
                         help="override one config key, e.g. --set train.lr=0.05 (repeatable)")
     search.add_argument("--out", help="run directory (default: a new folder under runs/)")
     search.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run with its saved config")
-    search.add_argument("--rank-every", type=int, metavar="E",
-                        help="every E epochs record Kendall tau against --rank-benchmark in metrics.csv")
-    search.add_argument("--rank-benchmark", metavar="NAME|DIR", help="benchmark for --rank-every (nas list)")
-    search.add_argument("--max-flops", type=_cost_limit, metavar="N",
-                        help="keep only archs with at most N FLOPs per image (the space's `flops`, as `nas arch "
-                             "info` prints them; nb201: the benchmark's convention, published MFLOPs x 1e6) in the "
-                             "post-training search, e.g. 300M, 1.5G, 5e6 (search.max_flops)")
-    search.add_argument("--max-params", type=_cost_limit, metavar="N",
-                        help="keep only archs with at most N parameters in the post-training search, e.g. 2.5M "
-                             "(search.max_params)")
-    search.add_argument("--max-latency", type=_milliseconds, metavar="MS",
-                        help="keep only archs whose latency by --latency is at most MS milliseconds "
-                             "(search.max_latency)")
-    search.add_argument("--latency", metavar="TABLE|MODULE:FN",
-                        help="latency model: a lookup table from benchmarks/latency_table.py, a .json/.csv of "
-                             "measured archs, or a predictor module:function (search.latency)")
     search.add_argument("--quiet", action="store_true", help="no console output (the log file still gets it)")
 
     final = sub.add_parser("train", help="train a final architecture from scratch with its space's recipe",
@@ -175,6 +157,18 @@ def _build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("list", help="list spaces, strategies, datasets, searchers and config presets")
 
+    config = sub.add_parser("config", help="document the config keys")
+    config_sub = config.add_subparsers(dest="config_command", metavar="ACTION", parser_class=_Parser)
+    keys = config_sub.add_parser("keys", help="every key of a space and strategy: accepted values, default, help",
+                                 description="List every key nas search accepts for a space, strategy and dataset "
+                                             "(the run sections, the supernet's build options, the strategy's "
+                                             "options): what it accepts, its declared default, what it does, and the "
+                                             "value the presets give it where they change the default.")
+    keys.add_argument("--space", help="search space whose supernet options to list (default: the config default)")
+    keys.add_argument("--strategy", help="strategy whose options to list (default: the config default)")
+    keys.add_argument("--dataset", help="dataset whose presets apply (default: the config default)")
+    keys.add_argument("--json", action="store_true", help="print JSON")
+
     arch = sub.add_parser("arch", help="inspect architectures")
     arch_sub = arch.add_subparsers(dest="arch_command", metavar="ACTION", parser_class=_Parser)
     info = arch_sub.add_parser("info", help="params, FLOPs and canonical form of an arch")
@@ -188,6 +182,26 @@ def _build_parser() -> argparse.ArgumentParser:
     info.add_argument("--schedule", help="mobilenet: stride schedule cifar or imagenet (default: by image size)")
     info.add_argument("--json", action="store_true", help="print JSON")
     return parser
+
+
+def _config_flag(parser: argparse.ArgumentParser, flag: str, key: str, note: str = "", **kwargs) -> None:
+    """A `nas search` flag that sets the config key `key`: its help, default and accepted values come from the key's
+    typed option (nas.schema); `note` says how the flag spells a value, where it differs from the config's."""
+    from searchspaces.options import yaml_text
+
+    from .schema import SCHEMA
+
+    option = SCHEMA[key]
+    accepted = option.accepted(null=False) if not callable(option.choices) else None  # registry names: nas list
+    if option.kind == "bool":
+        kwargs.setdefault("action", "store_true")
+        kwargs.setdefault("default", None)
+    elif option.kind in ("int", "float"):
+        kwargs.setdefault("type", int if option.kind == "int" else float)
+    parts = [option.help] + ([f"accepted: {accepted}"] if accepted and option.kind != "bool" else [])
+    parts += [note] if note else []
+    help_text = "; ".join(parts) + f" ({key}, default {yaml_text(option.default)})"
+    parser.add_argument(flag, dest=_flag_dest(flag), help=help_text.replace("%", "%%"), **kwargs)
 
 
 _SUFFIXES = {"": 1, "K": 10**3, "M": 10**6, "G": 10**9, "T": 10**12}
@@ -222,6 +236,34 @@ def _cost_limit(text: str) -> int:
     return int(value)
 
 
+# The `nas search` flags that set one config key each: (flag, key, argparse keywords; `note` adds to the schema's
+# help). Their help, default and accepted values come from the key's declaration (`_config_flag`).
+_SEARCH_FLAGS: tuple[tuple[str, str, dict], ...] = (
+    ("--space", "space.name", {}),
+    ("--strategy", "strategy.name", {}),
+    ("--dataset", "data.name", {}),
+    ("--epochs", "train.epochs", {}),
+    ("--seed", "seed", {}),
+    ("--data-dir", "data.data_dir", {}),
+    ("--download", "data.download", {}),
+    ("--device", "train.device", {}),
+    ("--rank-every", "rank.every", {"metavar": "E"}),
+    ("--rank-benchmark", "rank.benchmark", {"metavar": "NAME|DIR"}),
+    ("--max-flops", "search.max_flops", {"type": _cost_limit, "metavar": "N",
+                                         "note": "in the post-training search; nb201: the benchmark's convention, "
+                                                 "published MFLOPs x 1e6; e.g. 300M, 1.5G, 5e6"}),
+    ("--max-params", "search.max_params", {"type": _cost_limit, "metavar": "N",
+                                           "note": "in the post-training search; e.g. 2.5M"}),
+    ("--max-latency", "search.max_latency", {"type": _milliseconds, "metavar": "MS"}),
+    ("--latency", "search.latency", {"metavar": "TABLE|MODULE:FN"}),
+)
+
+
+def _flag_dest(flag: str) -> str:
+    """The argparse destination of a flag: `--data-dir` -> `data_dir`."""
+    return flag.lstrip("-").replace("-", "_")
+
+
 _TASKS = {  # classes, input channels, image size of the benchmark tasks
     "cifar10": (10, 3, 32), "cifar100": (100, 3, 32), "imagenet16-120": (120, 3, 16), "digits": (10, 1, 8),
 }
@@ -232,11 +274,8 @@ def _cmd_search(args: argparse.Namespace, argv: Sequence[str]) -> int:
     from . import config as cfg
 
     if args.resume:
-        given = [f"--{name.replace('_', '-')}" for name in ("space", "strategy", "dataset", "epochs", "seed",
-                                                            "data_dir", "download", "device", "out", "rank_every",
-                                                            "rank_benchmark", "max_flops", "max_params",
-                                                            "max_latency", "latency")
-                 if getattr(args, name) is not None] + (["--config"] if args.config else []) + (
+        given = [flag for flag in [f for f, _, _ in _SEARCH_FLAGS] + ["--out"]
+                 if getattr(args, _flag_dest(flag)) is not None] + (["--config"] if args.config else []) + (
                      ["--set"] if args.overrides else [])
         if given:
             raise UserError(
@@ -250,14 +289,7 @@ def _cmd_search(args: argparse.Namespace, argv: Sequence[str]) -> int:
             return 0
         resume = True
     else:
-        flags = {
-            "space.name": args.space, "strategy.name": args.strategy, "data.name": args.dataset,
-            "train.epochs": args.epochs, "seed": args.seed, "data.data_dir": args.data_dir,
-            "data.download": args.download, "train.device": args.device, "rank.every": args.rank_every,
-            "rank.benchmark": args.rank_benchmark, "search.max_flops": args.max_flops,
-            "search.max_params": args.max_params, "search.max_latency": args.max_latency,
-            "search.latency": args.latency,
-        }
+        flags = {key: getattr(args, _flag_dest(flag)) for flag, key, _ in _SEARCH_FLAGS}
         config = cfg.resolve(args.config, flags, args.overrides)
         pipeline.check_latency_model(config)  # a bad table or hook stops the command before anything is written
         components.check_supernet(config)  # so do supernet options that cannot run with this strategy
@@ -514,6 +546,21 @@ def _cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_config_keys(args: argparse.Namespace) -> int:
+    from . import configdoc
+    from .schema import SCHEMA
+
+    rows, why = configdoc.key_docs(args.space, args.strategy, args.dataset)
+    if args.json:
+        print(json.dumps([row.as_json() for row in rows], indent=2))
+        return 0
+    names = [given or SCHEMA[key].default for given, key in ((args.space, "space.name"),
+                                                               (args.strategy, "strategy.name"),
+                                                               (args.dataset, "data.name"))]
+    print(configdoc.render(rows, *names, why=why))
+    return 0
+
+
 def _cmd_arch_info(args: argparse.Namespace) -> int:
     import searchspaces
 
@@ -589,6 +636,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         if args.command == "list":
             return _cmd_list(args)
+        if args.command == "config" and args.config_command == "keys":
+            return _cmd_config_keys(args)
         if args.command == "arch" and args.arch_command == "info":
             return _cmd_arch_info(args)
         parser.print_help(sys.stderr)

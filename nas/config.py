@@ -1,11 +1,15 @@
 """Run configuration: YAML presets, dotted overrides, validation, the resolved config of a run.
 
-Resolution order (later wins): `configs/defaults.yaml` < `configs/spaces/<space>.yaml` <
+Resolution order (later wins): the schema's defaults (`nas.schema`, the one place they are written; `nas config
+keys` lists them) < `configs/spaces/<space>.yaml` <
 `configs/strategies/<strategy>.yaml` < `configs/datasets/<dataset>.yaml` < `configs/spaces/<space>/<dataset>.yaml`
 (a space's setting for one dataset, e.g. NB201's small-image macro on digits) < `--config FILE` < the named
 command-line flags < `--set key=value`. The space, strategy and dataset names themselves are taken from the
-same layers first, so presets follow what the user asked for. Every key is validated; a bad one stops the
-run with one sentence that names the key, the value and what is accepted.
+same layers first, so presets follow what the user asked for. Every key is validated by its typed option (the
+run sections' in `nas.schema.SCHEMA`, a supernet's from its constructor's annotations, a strategy's `OPTIONS`); a
+bad one stops the run with one sentence that names the key, the value and what is accepted. The resolved config
+lists every key, the supernet's build options and the strategy's options included, so that config.yaml records
+what the run used.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ import copy
 import difflib
 import importlib.resources
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -23,9 +27,10 @@ import yaml
 import searchspaces
 import strategies
 import supernets
+from searchspaces.options import Option, OptionError
 
-from . import data as datasets
 from .errors import UserError
+from .schema import SCHEMA, SECTIONS, defaults
 
 Config = dict[str, Any]
 
@@ -48,7 +53,7 @@ def _safe_load(text: str) -> Any:
 def presets_dir() -> Path:
     """`configs/` of the source tree, or the copy installed as package data (`nas.presets`)."""
     source = Path(__file__).resolve().parent.parent / "configs"
-    if (source / "defaults.yaml").is_file():
+    if (source / "spaces").is_dir():
         return source
     return Path(str(importlib.resources.files("nas.presets")))
 
@@ -135,7 +140,7 @@ def resolve(
     set_layers = [parse_override(item) for item in overrides]
     user_layers = [*files, flag_layer, *set_layers]
 
-    config = load_yaml(presets_dir() / "defaults.yaml")
+    config = defaults()
     names = config
     for layer in user_layers:
         names = merge(names, layer)
@@ -154,11 +159,14 @@ def resolve(
 
 
 def complete(config: Config) -> Config:
-    """The config with every build option of its space's supernet: the registry's defaults (the builder's
-    signature, the one place they are written) fill the options the layers left out, so that config.yaml records
-    the network a run builds. A validated config is expected."""
+    """The config with every build option of its space's supernet and every option of its strategy: the registries'
+    defaults (the builder's signature, the strategy's `OPTIONS`: the one places they are written) fill what the
+    layers left out, so that config.yaml records the network a run builds and the strategy it runs. A validated
+    config is expected."""
     config = dict(config)
     config["supernet"] = supernets.entry(config["space"]["name"]).resolve(config["supernet"])
+    own = strategies.entry(config["strategy"]["name"]).defaults()
+    config["strategy"] = {"name": config["strategy"]["name"], **own, **config["strategy"]}
     return config
 
 
@@ -178,138 +186,14 @@ def get(config: Mapping[str, Any], dotted: str) -> Any:
 
 
 # --- validation ------------------------------------------------------------------------------------
-Check = Callable[[str, Any], None]
+def _check(option: Option, key: str, value: Any) -> None:
+    """The option's one-sentence check, as a user error."""
+    try:
+        option.check(key, value)
+    except OptionError as exc:
+        raise UserError(str(exc)) from None
 
 
-def _fail(key: str, value: Any, accepted: str) -> None:
-    raise UserError(f"{key}={value!r} is not valid; accepted: {accepted}")
-
-
-def _int(lo: int | None = None, hi: int | None = None, nullable: bool = False) -> Check:
-    def check(key: str, value: Any) -> None:
-        if value is None and nullable:
-            return
-        if isinstance(value, bool) or not isinstance(value, int):
-            _fail(key, value, _range_text("an integer", lo, hi, nullable))
-        if (lo is not None and value < lo) or (hi is not None and value > hi):
-            _fail(key, value, _range_text("an integer", lo, hi, nullable))
-    return check
-
-
-def _float(lo: float | None = None, hi: float | None = None, hi_open: bool = False, nullable: bool = False) -> Check:
-    def check(key: str, value: Any) -> None:
-        if value is None and nullable:
-            return
-        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-        if ok and lo is not None and value < lo:
-            ok = False
-        if ok and hi is not None and (value >= hi if hi_open else value > hi):
-            ok = False
-        if not ok:
-            _fail(key, value, _range_text("a number", lo, hi, nullable, hi_open))
-    return check
-
-
-def _range_text(kind: str, lo: Any, hi: Any, nullable: bool, hi_open: bool = False) -> str:
-    text = kind
-    if lo is not None and hi is not None:
-        text += f" from {lo} to {hi}" + (" (exclusive)" if hi_open else "")
-    elif lo is not None:
-        text += f" >= {lo}"
-    elif hi is not None:
-        text += f" <= {hi}"
-    return text + (" or null" if nullable else "")
-
-
-def _bool(key: str, value: Any) -> None:
-    if not isinstance(value, bool):
-        _fail(key, value, "true or false")
-
-
-def _choice(*options: Any, nullable: bool = False) -> Check:
-    def check(key: str, value: Any) -> None:
-        if value is None and nullable:
-            return
-        if value not in options:
-            _fail(key, value, ", ".join(map(str, options)) + (" or null" if nullable else ""))
-    return check
-
-
-def _path(nullable: bool = True) -> Check:
-    def check(key: str, value: Any) -> None:
-        if value is None and nullable:
-            return
-        if not isinstance(value, str) or not value:
-            _fail(key, value, "a directory path" + (" or null" if nullable else ""))
-    return check
-
-
-def _device(key: str, value: Any) -> None:
-    import re
-
-    if not isinstance(value, str) or not re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", value):
-        _fail(key, value, "auto, cpu, cuda, cuda:N or mps")
-
-
-def _named(kind: str, names: Callable[[], Iterable[str]]) -> Check:
-    def check(key: str, value: Any) -> None:
-        accepted = list(names())
-        if value not in accepted:
-            raise UserError(f"unknown {kind} {value!r} ({key}); accepted: {', '.join(accepted)}")
-    return check
-
-
-SCHEMA: dict[str, Check] = {
-    "seed": _int(0, 2**31 - 1),
-    "space.name": _named("search space", searchspaces.names),
-    "strategy.name": _named("strategy", strategies.names),
-    "data.name": _named("dataset", lambda: datasets.DATASETS),
-    "data.data_dir": _path(),
-    "data.download": _bool,
-    "data.valid_fraction": _float(0.0, 1.0, hi_open=True),
-    "data.split_seed": _int(0),
-    "train.epochs": _int(1),
-    "train.batch_size": _int(2),
-    "train.lr": _float(0.0),
-    "train.lr_min": _float(0.0),
-    "train.lr_step": _choice("epoch", "step"),
-    "train.warmup_epochs": _int(0),
-    "train.momentum": _float(0.0, 1.0, hi_open=True),
-    "train.nesterov": _bool,
-    "train.weight_decay": _float(0.0),
-    "train.grad_clip": _float(0.0),
-    "train.drop_last": _bool,
-    "train.amp": _bool,
-    "train.device": _device,
-    "train.deterministic": _bool,
-    "train.log_every": _int(1),
-    "train.keep_every": _int(0),
-    "train.threads": _int(0),
-    "eval.batch_size": _int(2),
-    "eval.bn_mode": _choice(*supernets.BN_MODES, nullable=True),
-    "eval.calib_batches": _int(1),
-    "eval.calib_batch_size": _int(2),
-    "eval.monitor_archs": _int(0),
-    "eval.sample_check": _int(0),
-    "rank.every": _int(0),
-    "rank.benchmark": _path(),
-    "rank.dataset": _path(),
-    "rank.metric": _path(nullable=False),
-    "rank.archs": _int(2),
-    "rank.split": _choice("valid", "test", "train"),
-    "rank.dedup": _bool,
-    "search.method": _choice("evolution", "random", "none"),
-    "search.budget": _int(1),
-    "search.population": _int(1),
-    "search.sample_size": _int(1),
-    "search.split": _choice("valid", "test", "train"),
-    "search.valid_only": _bool,
-    "search.max_params": _int(1, nullable=True),
-    "search.max_flops": _int(1, nullable=True),
-    "search.max_latency": _float(0.0, nullable=True),
-    "search.latency": _path(),
-}
-SECTIONS = ("seed", "space", "supernet", "strategy", "data", "train", "eval", "rank", "search")
 
 
 def _unknown(key: str, known: Iterable[str], where: str) -> UserError:
@@ -342,36 +226,36 @@ def validate(config: Config) -> None:
     for key in ("space.name", "strategy.name", "data.name"):
         if key not in flat:
             raise UserError(f"config key {key!r} is missing")
-        SCHEMA[key](key, flat[key])
+        _check(SCHEMA[key], key, flat[key])
     space_name, strategy_name = config["space"]["name"], config["strategy"]["name"]
     if space_name not in supernets.names():
         raise UserError(f"search space {space_name!r} has no supernet yet, so it cannot be trained; spaces with a "
                         f"supernet: {', '.join(supernets.names())}")
 
     registered = supernets.entry(space_name)
-    supernet_options = {**registered.defaults(), **{old: None for old in registered.renamed}}
+    supernet_options = registered.accepted()
     strategy_options = strategies.strategy_class(strategy_name).OPTIONS
     for key, value in flat.items():
         section, _, rest = key.partition(".")
         if section == "supernet":
             if rest not in supernet_options:
                 raise _unknown(key, [f"supernet.{k}" for k in supernet_options], f"for space {space_name}")
-            _check_like(key, value, supernet_options[rest])
+            _check(registered.option(rest), key, value)
         elif section == "strategy" and rest != "name":
             if rest not in strategy_options:
                 raise _unknown(key, [f"strategy.{k}" for k in strategy_options] or ["strategy.name"],
                                f"for strategy {strategy_name}")
-            _check_like(key, value, strategy_options[rest])
+            _check(strategy_options[rest], key, value)
         elif section in ("supernet", "strategy"):
             continue
         elif key in SCHEMA:
-            SCHEMA[key](key, value)
+            _check(SCHEMA[key], key, value)
         else:
             raise _unknown(key, [k for k in SCHEMA if k.startswith(section + ".")] or SCHEMA, f"in {section}")
     for key in SCHEMA:
         if key not in flat:
             raise UserError(f"config key {key!r} is missing; add it or leave it to the defaults")
-    try:  # a strategy validates the values of its own options (choices, ranges) and whether it fits the space
+    try:  # the strategy says whether it fits the space (its options' values are checked above)
         strategy = strategies.get(strategy_name, **{k: v for k, v in config["strategy"].items() if k != "name"})
         strategy.check_space(searchspaces.get(space_name))
     except ValueError as exc:
@@ -384,20 +268,6 @@ def validate(config: Config) -> None:
                         f"{space_name} supernet does not (it runs {', '.join(capabilities.paths)}); strategies that "
                         f"fit: {', '.join(fitting)}")
     _validate_combinations(config)
-
-
-def _check_like(key: str, value: Any, default: Any) -> None:
-    """Options declared by a strategy/supernet are checked against the type of their default."""
-    if key == "supernet.bn_mode":
-        return _choice(*supernets.BN_MODES)(key, value)
-    if isinstance(default, bool):
-        return _bool(key, value)
-    if isinstance(default, int):
-        return _int(1 if key.startswith("supernet.") else None)(key, value)
-    if isinstance(default, float):
-        return _float()(key, value)
-    if isinstance(default, str) and not isinstance(value, str):
-        _fail(key, value, "a string")
 
 
 def _validate_combinations(config: Config) -> None:

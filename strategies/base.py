@@ -44,6 +44,7 @@ import numpy as np
 import torch
 
 from searchspaces import Arch, Space
+from searchspaces.options import Option
 from supernets import Supernet
 
 
@@ -100,13 +101,15 @@ class StepContext:
 class Strategy:
     """Base class with no-op hooks; a sampler overrides `sample` and whatever else it needs.
 
-    Subclasses declare their options with defaults in `OPTIONS`; the config validator accepts exactly these.
+    Subclasses declare their options in `OPTIONS`, name -> typed `searchspaces.options.Option` (default, range or
+    choices, help): the config validator accepts exactly these, `__init__` refuses a value outside them in one
+    sentence (ValueError), and `self.opts` is the plain `name -> value` dict of the defaults with the given values.
     Every random draw goes through `self.rng` (a numpy Generator) so that `state_dict` captures it and a
     resumed run continues the same sequence.
     """
 
     name: str = "base"
-    OPTIONS: dict[str, Any] = {}
+    OPTIONS: dict[str, Option] = {}
     uses_arch_step: bool = False
 
     def __init__(self, **opts: Any):
@@ -116,11 +119,18 @@ class Strategy:
                 f"unknown option(s) {', '.join(unknown)} for strategy {self.name!r}; accepted: "
                 f"{', '.join(sorted(self.OPTIONS)) or 'none'}"
             )
-        self.opts: dict[str, Any] = {**self.OPTIONS, **opts}
+        for key, value in opts.items():
+            self.OPTIONS[key].check(f"strategy.{key}", value)  # OptionError, a ValueError of one sentence
+        self.opts: dict[str, Any] = {**self.defaults(), **opts}
         self.rng = np.random.default_rng(0)
         self.space: Space | None = None
         self.supernet: Supernet | None = None
         self.cost_task: dict[str, Any] = {}  # given to `setup` (see the module docstring)
+
+    @classmethod
+    def defaults(cls) -> dict[str, Any]:
+        """`option -> default` of the options this class declares."""
+        return {key: option.default for key, option in cls.OPTIONS.items()}
 
     # --- lifecycle -------------------------------------------------------------------------------
     def mode(self) -> str:

@@ -37,20 +37,21 @@ import torch
 import torch.nn.functional as F
 
 from searchspaces import Arch
+from searchspaces.options import choice, number
 from supernets import ArchWeights
 
 from .base import ArchStepContext, Strategy
 from .registry import register_strategy
 
-# The options of the Adam optimizer of the architecture parameters and of their initialisation, shared by the
-# gradient methods (DARTS's values: Adam(3e-4, betas (0.5, 0.999), weight decay 1e-3), alpha ~ 1e-3 N(0, 1)).
-ARCH_OPTIMIZER_OPTIONS: dict[str, Any] = {
-    "arch_lr": 3e-4,
-    "arch_beta1": 0.5,
-    "arch_beta2": 0.999,
-    "arch_weight_decay": 1e-3,
-    "init_scale": 1e-3,
+# The options of the Adam optimizer of the architecture parameters, common to DARTS, GDAS and DrNAS (DARTS's
+# architect: Adam(3e-4, betas (0.5, 0.999)), specs/ALGORITHMS.md §7); each class adds its own to these.
+ARCH_ADAM_OPTIONS = {
+    "arch_lr": number(3e-4, "Adam learning rate of the architecture parameters alpha", 0.0, lo_open=True),
+    "arch_beta1": number(0.5, "Adam beta1 of alpha", 0.0, 1.0, hi_open=True),
+    "arch_beta2": number(0.999, "Adam beta2 of alpha", 0.0, 1.0, hi_open=True),
+    "init_scale": number(1e-3, "alpha ~ init_scale * N(0, 1)", 0.0),
 }
+ARCH_WEIGHT_DECAY = number(1e-3, "Adam weight decay of alpha (an L2 regulariser)", 0.0)
 
 
 class RelaxedStrategy(Strategy):
@@ -60,7 +61,7 @@ class RelaxedStrategy(Strategy):
     (`arch_regulariser`) or its own architecture gradient (DARTS's second order). Not registered itself."""
 
     uses_arch_step = True
-    OPTIONS = ARCH_OPTIMIZER_OPTIONS
+    OPTIONS = {**ARCH_ADAM_OPTIONS, "arch_weight_decay": ARCH_WEIGHT_DECAY}
 
     def mode(self) -> str:
         return "mix"
@@ -161,12 +162,13 @@ class DARTSStrategy(RelaxedStrategy):
     """DARTS (Liu et al., ICLR 2019): softmax-relaxed candidates, alpha by gradient on a held-out split."""
 
     name = "darts"
-    OPTIONS = {"order": 1, **ARCH_OPTIMIZER_OPTIONS, "unrolled_eps": 0.01}
-
-    def __init__(self, **opts: Any):
-        super().__init__(**opts)
-        if self.opts["order"] not in (1, 2):
-            raise ValueError(f"strategy.order={self.opts['order']!r} is not valid; accepted: 1, 2")
+    OPTIONS = {
+        "order": choice(1, "1: first order | 2: unrolled second order (finite-difference Hessian-vector product)",
+                        (1, 2)),
+        **ARCH_ADAM_OPTIONS,
+        "arch_weight_decay": ARCH_WEIGHT_DECAY,
+        "unrolled_eps": number(0.01, "order 2: eps = unrolled_eps / ||grad_w' L_val||", 0.0, lo_open=True),
+    }
 
     def arch_step(self, batch, ctx: ArchStepContext) -> None:
         """Order 1: the base class's step; order 2: the unrolled gradient (the module docstring)."""
@@ -212,7 +214,13 @@ class GDASStrategy(RelaxedStrategy):
     """GDAS (Dong & Yang, CVPR 2019): one straight-through Gumbel sample per decision; only it runs."""
 
     name = "gdas"
-    OPTIONS = {**ARCH_OPTIMIZER_OPTIONS, "tau_max": 10.0, "tau_min": 0.1}
+    OPTIONS = {
+        **ARCH_ADAM_OPTIONS,
+        "arch_weight_decay": ARCH_WEIGHT_DECAY,
+        "tau_max": number(10.0, "Gumbel-softmax temperature of the first epoch; it falls linearly to tau_min", 0.0,
+                          lo_open=True),
+        "tau_min": number(0.1, "Gumbel-softmax temperature of the last epoch", 0.0, lo_open=True),
+    }
 
     def mode(self) -> str:
         return "hard"
@@ -275,17 +283,12 @@ class DrNASStrategy(RelaxedStrategy):
     """
 
     name = "drnas"
-    OPTIONS = {**{k: v for k, v in ARCH_OPTIMIZER_OPTIONS.items() if k != "arch_weight_decay"},
-               "reg_type": "l2", "reg_scale": 1e-3}
-    REG_TYPES = ("l2", "kl")
-
-    def __init__(self, **opts: Any):
-        super().__init__(**opts)
-        if self.opts["reg_type"] not in self.REG_TYPES:
-            raise ValueError(f"strategy.reg_type={self.opts['reg_type']!r} is not valid; accepted: "
-                             f"{', '.join(self.REG_TYPES)}")
-        if float(self.opts["reg_scale"]) < 0:
-            raise ValueError(f"strategy.reg_scale={self.opts['reg_scale']!r} is not valid; accepted: a number >= 0")
+    OPTIONS = {
+        **ARCH_ADAM_OPTIONS,
+        "reg_type": choice("l2", "l2: Adam weight decay reg_scale on alpha | kl: + reg_scale * KL(Dir(elu(alpha)+1) "
+                                 "|| Dir(1)), no decay", ("l2", "kl")),
+        "reg_scale": number(1e-3, "the regulariser's scale (reg_type)", 0.0),
+    }
 
     def _arch_weight_decay(self) -> float:
         return float(self.opts["reg_scale"]) if self.opts["reg_type"] == "l2" else 0.0

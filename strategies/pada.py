@@ -55,6 +55,8 @@ import torch
 
 import supernets
 from searchspaces import Arch, Space, SpaceError
+from searchspaces.options import choice as one_of
+from searchspaces.options import flag, integer, number
 from supernets import ChoiceSlices
 
 from .base import LossContext, StepContext, Strategy
@@ -67,30 +69,28 @@ class PADAStrategy(Strategy):
     what each candidate trains)."""
 
     name = "pada"
+    # Defaults are the reference's (ShunLu91/PA-DA, nasbench201/train_panda_201.py); "ours" marks this framework's.
     OPTIONS = {
-        "granularity": "op_type",
-        "param_free": "zero",  # reference; floor (ours) keeps >= p_min
-        "grad_read": "after_clip",  # reference; after_backward: before the global clipping
-        "p_min": 0.0,  # 0 = half of uniform (0.5 / K)
-        "unseen": "zero",
-        "norm": "sum",
-        "ema": 0.5,
-        "unbiased_weights": False,
-        "max_weight": 10.0,
-        "epochs": 0,  # the E of tau = e / E; 0 = train.epochs (set by the engine through `setup`)
-        "sample_data": True,
-        "sample_paths": True,
+        "granularity": one_of("op_type", "op_type (reference: one distribution per candidate list, on NB201 over ops "
+                                         "for all edges) | edge_op (ours: one per decision)", ("op_type", "edge_op")),
+        "param_free": one_of("zero", "zero (reference): parameter-free ops decay to (1-tau)/K | floor (ours): they "
+                                     "keep >= p_min", ("zero", "floor")),
+        "grad_read": one_of("after_clip", "after_clip (reference: the clipped gradients) | after_backward (ours: "
+                                          "before the global clipping)", ("after_clip", "after_backward")),
+        "p_min": number(0.0, "param_free=floor: the probability floor; 0 = half of uniform (0.5 / K)", 0.0, 1.0,
+                        hi_open=True),
+        "unseen": one_of("zero", "samples not drawn in an epoch: zero (reference) | keep_last (ours: their last "
+                                 "score)", ("zero", "keep_last")),
+        "norm": one_of("sum", "candidate gradient norm: sum (reference: ||gW|| + ||gb||) | l2 (ours)", ("sum", "l2")),
+        "ema": number(0.5, "EMA of the candidates' gradient norms within an epoch (reference 0.5)", 0.0, 1.0,
+                      hi_open=True),
+        "unbiased_weights": flag(False, "reference: plain mean loss; true (ours): 1/(N q) and 1/(K p) weights, "
+                                        "clipped to max_weight"),
+        "max_weight": number(10.0, "unbiased_weights: the clip of each importance weight", 0.0, lo_open=True),
+        "epochs": integer(0, "E of the schedule tau = e / E; 0 = train.epochs", 0),
+        "sample_data": flag(True, "draw training samples by importance (false: the usual shuffle)"),
+        "sample_paths": flag(True, "draw paths by importance (false: uniform paths)"),
     }
-    CHOICES = {"granularity": ("op_type", "edge_op"), "param_free": ("zero", "floor"), "unseen": ("zero", "keep_last"),
-               "norm": ("sum", "l2"), "grad_read": ("after_clip", "after_backward")}
-
-    def __init__(self, **opts: Any):
-        super().__init__(**opts)
-        for key, allowed in self.CHOICES.items():
-            if self.opts[key] not in allowed:
-                raise ValueError(f"strategy.{key}={self.opts[key]!r} is not valid; accepted: {', '.join(allowed)}")
-        if not 0.0 <= float(self.opts["ema"]) < 1.0:
-            raise ValueError(f"strategy.ema={self.opts['ema']!r} is not valid; accepted: a number from 0 to 1")
 
     def check_space(self, space: Space) -> None:
         """Path sampling needs per-candidate gradients; refuse a space whose supernet names none."""

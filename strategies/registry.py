@@ -1,8 +1,9 @@
 """The registry of strategies: one `@register_strategy(description)` line on a strategy's class.
 
-A registration holds the class (its `name`, its options with their defaults in `OPTIONS`, the kind of path it
-gives the supernet) and a one-line description; `nas list`, config validation and `strategies.get` read it.
-The options are checked when the class registers: every default must be a plain value a config can hold.
+A registration holds the class (its `name`, its typed options in `OPTIONS`, the kind of path it gives the
+supernet) and a one-line description; `nas list`, config validation, `nas config keys` and `strategies.get` read
+it. The options are checked when the class registers: every one must be a typed `searchspaces.options.Option`
+(whose default passes its own check, which the Option makes sure of) with a help text.
 """
 
 from __future__ import annotations
@@ -11,9 +12,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from .base import Strategy
+from searchspaces.options import Option
 
-_PLAIN = (bool, int, float, str, type(None))
+from .base import Strategy
 
 
 @dataclass(frozen=True)
@@ -25,9 +26,13 @@ class StrategyEntry:
     description: str
 
     @property
-    def options(self) -> Mapping[str, Any]:
-        """`option -> default`, the class's `OPTIONS`."""
+    def options(self) -> Mapping[str, Option]:
+        """`option -> typed Option`, the class's `OPTIONS`."""
         return self.strategy_class.OPTIONS
+
+    def defaults(self) -> dict[str, Any]:
+        """`option -> default` of every option."""
+        return self.strategy_class.defaults()
 
     def create(self, **opts: Any) -> Strategy:
         """A new instance with `opts` (ValueError, one sentence, for an unknown option)."""
@@ -47,9 +52,10 @@ def register_strategy(description: str) -> Callable[[T], T]:
             raise TypeError(f"register_strategy takes a Strategy subclass with its own name, got {cls!r}")
         if cls.name in _ENTRIES and _ENTRIES[cls.name].strategy_class is not cls:
             raise TypeError(f"strategy name {cls.name!r} is registered twice")
-        bad = [k for k, v in cls.OPTIONS.items() if not isinstance(v, _PLAIN)]
+        bad = [k for k, v in cls.OPTIONS.items() if not isinstance(v, Option) or not v.help]
         if bad:
-            raise TypeError(f"strategy {cls.name!r}: the defaults of {bad} are not plain config values")
+            raise TypeError(f"strategy {cls.name!r}: the options {bad} are not typed Options with a help text "
+                            "(searchspaces.options)")
         _ENTRIES[cls.name] = StrategyEntry(cls.name, cls, description)
         return cls
 

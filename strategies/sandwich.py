@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from searchspaces import Arch, Space
+from searchspaces.options import flag, integer, number
 from supernets import Supernet
 
 from .base import LossContext, Strategy
@@ -38,16 +39,18 @@ class SandwichStrategy(Strategy):
     """
 
     name = "sandwich"
-    OPTIONS = {"n": 2, "inplace_distill": True, "distill_weight": 1.0, "reject_disconnected": False}
+    OPTIONS = {
+        "n": integer(2, "uniform paths per step besides the two extremes (BigNAS, OFA: 2)", 0),
+        "inplace_distill": flag(True, "paths other than the largest learn from its detached soft predictions "
+                                      "(BigNAS)"),
+        "distill_weight": number(1.0, "their loss: (1 - w) * CE(labels) + w * soft-CE(largest); 1 = soft labels "
+                                      "only", 0.0, 1.0),
+        "reject_disconnected": flag(False, "resample uniform paths whose output is unreachable (NB201)"),
+    }
 
     def __init__(self, **opts: Any):
         super().__init__(**opts)
-        n, weight = self.opts["n"], self.opts["distill_weight"]
-        if isinstance(n, bool) or not isinstance(n, int) or n < 0:
-            raise ValueError(f"strategy.n={n!r} is not valid for strategy 'sandwich'; accepted: an integer >= 0")
-        if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not 0.0 <= weight <= 1.0:
-            raise ValueError(f"strategy.distill_weight={weight!r} is not valid for strategy 'sandwich'; accepted: "
-                             "a number from 0 to 1")
+        weight = self.opts["distill_weight"]
         self.distill_weight = float(weight) if self.opts["inplace_distill"] else 0.0
         self.largest: Arch | None = None
         self.smallest: Arch | None = None

@@ -46,6 +46,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from searchspaces import Arch, Space
+from searchspaces.options import choice, flag, integer, number
 from supernets import ArchWeights
 
 from .base import StepContext, Strategy
@@ -165,36 +166,29 @@ class ShiftNASStrategy(Strategy):
 
     name = "shiftnas"
     OPTIONS = {
-        "bins": 6,
-        "uniform_mix": 0.5,  # P = (1 - m) softmax(phi) + m / K, i.e. p_min = m / K
-        "window": 500,  # steps between probability shifts
-        "ema": 0.9,
-        "rule": "gradient",  # gradient | boltzmann
-        "eta": 0.5,
-        "temperature": 1.0,  # boltzmann rule
-        "generator": True,
-        "hidden": 64,
-        "generator_lr": 1e-3,
-        "tau_start": 1.0,
-        "tau_end": 0.2,
-        "flops_weight": 5.0,  # 1.0 let the cross-entropy pull the AG off its bins (README, Results)
-        "pool": 20000,
-        "generator_warmup": 300,  # AG steps on the FLOPs term alone before training (batches of 32 targets)
-        "tol": 0.02,
-        "derive_samples": 64,
+        "bins": integer(6, "K: equal-width FLOPs bins over the (sub)space", 2),
+        "uniform_mix": number(0.5, "P = (1 - m) softmax(phi) + m / K: every bin keeps probability >= m / K", 0.0, 1.0),
+        "window": integer(500, "steps between probability shifts", 1),
+        "ema": number(0.9, "decay of the per-bin EMA of the training loss", 0.0, 1.0, hi_open=True),
+        "rule": choice("gradient", "gradient (phi += eta * P * (V - <P, V>)) | boltzmann (P ~ exp(V / temperature))",
+                       ("gradient", "boltzmann")),
+        "eta": number(0.5, "rule=gradient: the step of the probability shift", 0.0),
+        "temperature": number(1.0, "rule=boltzmann: the temperature", 0.0, lo_open=True),
+        "generator": flag(True, "an LSTM arch generator per bin; false: a uniform arch of the drawn bin from a "
+                                "per-bin pool"),
+        "hidden": integer(64, "hidden size of the generator's LSTM", 1),
+        "generator_lr": number(1e-3, "Adam learning rate of the generator", 0.0, lo_open=True),
+        "tau_start": number(1.0, "Gumbel-softmax temperature of the generator at the start (linear over the epochs)",
+                            0.0, lo_open=True),
+        "tau_end": number(0.2, "Gumbel-softmax temperature at the end", 0.0, lo_open=True),
+        "flops_weight": number(5.0, "lambda of |FLOPs - target| / target (1.0 let the cross-entropy pull the "
+                                    "generator off its bins; README Results)", 0.0),
+        "pool": integer(20000, "uniform samples binned for the pools (and the FLOPs range)", 1),
+        "generator_warmup": integer(300, "FLOPs-only generator steps (batches of 32 targets) before training", 0),
+        "tol": number(0.02, "derive: keep the greedy arch when its FLOPs are within tol below the budget", 0.0, 1.0,
+                      hi_open=True),
+        "derive_samples": integer(64, "generator samples per budget query (derive)", 0),
     }
-
-    def __init__(self, **opts: Any):
-        super().__init__(**opts)
-        o = self.opts
-        if o["rule"] not in ("gradient", "boltzmann"):
-            raise ValueError(f"strategy.rule={o['rule']!r} is not valid; accepted: gradient, boltzmann")
-        if int(o["bins"]) < 2:
-            raise ValueError(f"strategy.bins must be at least 2, got {o['bins']}")
-        if not 0.0 <= float(o["uniform_mix"]) <= 1.0:
-            raise ValueError(f"strategy.uniform_mix must be in [0, 1], got {o['uniform_mix']}")
-        if int(o["window"]) < 1 or int(o["pool"]) < 1:
-            raise ValueError("strategy.window and strategy.pool must be positive")
 
     def mode(self) -> str:
         return "hard" if self.opts["generator"] else "single"

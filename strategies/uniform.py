@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from searchspaces import Arch
+from searchspaces.options import flag
 
 from .base import Strategy
 from .registry import register_strategy
@@ -16,7 +17,10 @@ class UniformStrategy(Strategy):
     """
 
     name = "uniform"
-    OPTIONS = {"reject_disconnected": False}
+    OPTIONS = {
+        "reject_disconnected": flag(False, "resample archs whose output is unreachable (NB201); the reference SPOS "
+                                           "and PA&DA baselines train disconnected archs too"),
+    }
 
     def sample(self) -> Arch:
         return self.space.sample(self.rng, valid_only=bool(self.opts["reject_disconnected"]))

@@ -16,12 +16,13 @@ from collections.abc import Mapping
 from typing import Any
 
 from searchspaces import Arch, Space
+from searchspaces.options import Option
 
 from . import mixed
 from .base import ArchWeights, ChoiceKey, ChoiceSlices, Index, Supernet
 from .bn import BN_MODES, batch_statistics, check_eval_mode, recalibrate
 from .mixed import MODES, Entangle, Mix, MixedOp, Sliceable
-from .registry import PATH_KINDS, Capabilities, Option, SupernetEntry, entries, entry, names, register_supernet
+from .registry import PATH_KINDS, Capabilities, SupernetEntry, entries, entry, names, register_supernet
 
 # isort: off
 # The registration lines: importing a supernet module registers the supernet of its space.
@@ -32,19 +33,16 @@ from .mobilenet import MobileNetNetwork, MobileNetSupernet
 from .nasbench_macro import NASBenchMacroNetwork, NASBenchMacroSupernet
 # isort: on
 
-# `space -> {option: default}` of the supernets registered above (read-only use; `entry(space)` is the source).
-OPTIONS: dict[str, dict[str, Any]] = {e.space: e.defaults() for e in entries()}
-
 
 def check(space_name: str, options: Mapping[str, Any], path: str | None = None, who: str = "the strategy") -> None:
-    """Raise ValueError (one sentence) when the supernet options `options` of a space are contradictory or name an
-    unknown `mode`, or when `who`, which gives paths of kind `path` (`Strategy.mode()`), cannot run on a supernet
-    built with them (relaxed archs in a build mode the space lacks). Cheap: nothing is built."""
+    """Raise ValueError (one sentence) when a supernet option of `options` is outside what its annotation accepts
+    (`SupernetEntry.check`: a range, the choices), when the options contradict each other, or when `who`, which
+    gives paths of kind `path` (`Strategy.mode()`), cannot run on a supernet built with them (relaxed archs in a
+    build mode the space lacks). Cheap: nothing is built."""
     registered = entry(space_name)
+    registered.check(options)
     resolved = registered.resolve(options)
     mode = resolved.get("mode", "mix")
-    if mode not in MODES:
-        raise ValueError(f"supernet.mode={mode!r} is not valid; accepted: {', '.join(MODES)}")
     registered.builder.check_options(resolved)
     caps = registered.capabilities
     if path == "mix" and not caps.runs(path, mode):
@@ -88,5 +86,5 @@ __all__ = [
     "check_eval_mode", "ChoiceKey", "ChoiceSlices", "entries", "entry", "Entangle", "Index", "Mix", "mixed", "MixedOp",
     "MODES", "names", "Option", "PATH_KINDS", "register_supernet", "Sliceable", "SupernetEntry",
     "DartsNetwork", "DartsSupernet", "MobileNetNetwork", "MobileNetSupernet", "NASBenchMacroNetwork",
-    "NASBenchMacroSupernet", "NB201Network", "NB201Supernet", "OPTIONS", "RELAXED_ROWS", "recalibrate", "Supernet",
+    "NASBenchMacroSupernet", "NB201Network", "NB201Supernet", "RELAXED_ROWS", "recalibrate", "Supernet",
 ]

@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Hashable, Sequence
+from typing import Annotated
 
 import numpy as np
 import torch
@@ -49,9 +50,11 @@ from torch import nn
 
 from searchspaces import Arch, Space
 from searchspaces.darts import CELLS, EDGES, NODES, PRIMITIVES
+from searchspaces.options import Between, Help
 
 from .base import ArchWeights, ChoiceKey, ChoiceSlices, Supernet
 from .bn import check_mode, make_bn
+from .build_options import Affine, BNMode, MixMode, ScaleByMass
 from .darts_ops import (
     ENTANGLED_GROUPS,
     CellPlan,
@@ -149,6 +152,13 @@ _EDGE_KEY = re.compile(r"^cells\.(\d+)\.edges\.([0-9]<-[0-9])\.([a-z_0-9]+)\.")
 _CHILD_OP_KEY = re.compile(r"^cells\.(\d+)\.ops\.(\d+)\.(.*)$")
 
 
+# The build options of DartsSupernet besides those of supernets.build_options (`cell_layout` needs C >= 2 and
+# layers >= 3: two reduction cells).
+Channels = Annotated[int, Between(2), Help("channels of the first cells; doubled at each reduction cell")]
+Layers = Annotated[int, Between(3), Help("cells of the search network, reduction cells at layers//3 and 2*layers//3")]
+StemMultiplier = Annotated[int, Between(1), Help("the stem's output channels are stem_multiplier * C")]
+
+
 class DartsSupernet(Supernet):
     """Weight-sharing DARTS search network: `net(x, arch)` runs one genotype, `net(x, ArchWeights)` a relaxed arch
     in the build's `mode`: `mix` (separate weights, weighted sum of outputs) or `entangle` (TangleNAS: sep_conv_3x3
@@ -159,9 +169,9 @@ class DartsSupernet(Supernet):
     modes = ("single", "mix", "hard")
     relaxations = ("mix", "entangle")
 
-    def __init__(self, space: Space, num_classes: int = 10, C: int = 16, layers: int = 8, in_channels: int = 3,
-                 bn_mode: str = "batch", affine: bool = False, stem_multiplier: int = 3, mode: str = "mix",
-                 scale_group_by_mass: bool = False):
+    def __init__(self, space: Space, num_classes: int = 10, C: Channels = 16, layers: Layers = 8, in_channels: int = 3,
+                 bn_mode: BNMode = "batch", affine: Affine = False, stem_multiplier: StemMultiplier = 3,
+                 mode: MixMode = "mix", scale_group_by_mass: ScaleByMass = False):
         super().__init__()
         self._check_space(space)
         check_mode(bn_mode)

@@ -34,16 +34,18 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Hashable, Mapping
-from typing import Any
+from typing import Annotated, Any
 
 import torch
 from torch import nn
 
 from searchspaces import Arch, Space
-from searchspaces.mobilenet import DEPTHS, EXPANDS, KERNELS, MAX_BLOCKS, MobileNetLayout
+from searchspaces.mobilenet import DEPTHS, EXPANDS, KERNELS, MAX_BLOCKS, SCHEDULES, MobileNetLayout
+from searchspaces.options import Between, Help, OneOf
 
 from .base import ArchWeights, ChoiceKey, ChoiceSlices, Supernet
 from .bn import check_mode
+from .build_options import BNMode, MixMode
 from .elastic import ElasticMBConv, HSwish, MBConv
 from .mixed import MODES
 from .registry import register_supernet
@@ -83,6 +85,13 @@ class MobileNetNetwork(nn.Module):
         return self.classifier(torch.flatten(self.feature_mix(x), 1))
 
 
+# The build options of MobileNetSupernet besides those of supernets.build_options.
+WidthMult = Annotated[float, Between(0.0, lo_open=True), Help("width multiplier of every layer (OFA: 1.0 or 1.2)")]
+Schedule = Annotated[str, OneOf(*SCHEDULES), Help(
+    "stride schedule: cifar for inputs up to 64x64, imagenet for 224x224")]
+Dropout = Annotated[float, Between(0.0, 1.0, hi_open=True), Help("dropout rate before the classifier")]
+
+
 class MobileNetSupernet(Supernet):
     """Weight-entangled once-for-all MobileNetV3 over `searchspaces.MobileNetSpace`."""
 
@@ -92,8 +101,9 @@ class MobileNetSupernet(Supernet):
 
     fixed_cell_scope = "stage_fixed"
 
-    def __init__(self, space: Space, num_classes: int = 10, in_channels: int = 3, width_mult: float = 1.0,
-                 schedule: str = "cifar", bn_mode: str = "recalibrate", dropout: float = 0.1, mode: str = "mix"):
+    def __init__(self, space: Space, num_classes: int = 10, in_channels: int = 3, width_mult: WidthMult = 1.0,
+                 schedule: Schedule = "cifar", bn_mode: BNMode = "recalibrate", dropout: Dropout = 0.1,
+                 mode: MixMode = "mix"):
         super().__init__()
         self._check_space(space)
         if mode not in MODES:

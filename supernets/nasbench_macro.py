@@ -39,15 +39,18 @@ from __future__ import annotations
 import copy
 import warnings
 from collections.abc import Hashable, Sequence
+from typing import Annotated
 
 import torch
 from torch import nn
 
 from searchspaces import Arch, Space
 from searchspaces.nasbench_macro import CANDIDATES, HEAD_WIDTH, LABELS, MB_SHAPES, STEM_WIDTH, MacroLayer, macro_layers
+from searchspaces.options import Help
 
 from .base import ArchWeights, ChoiceKey, Supernet
 from .bn import batchnorms, check_mode, make_bn
+from .build_options import BNMode, MixMode, ScaleByMass
 from .elastic import ElasticMBConv
 from .mixed import MixedOp, allowed_columns, combine, policy
 from .registry import register_supernet
@@ -142,6 +145,11 @@ class NASBenchMacroNetwork(nn.Module):
         return self.classifier(torch.flatten(nn.functional.adaptive_avg_pool2d(self.head(x), 1), 1))
 
 
+# The build option of NASBenchMacroSupernet besides those of supernets.build_options.
+ShareWeights = Annotated[bool, Help("one shared MBConv per layer (mb_e3_k3 a slice of mb_e6_k5); false: separate "
+                                    "weights per candidate")]
+
+
 class NASBenchMacroSupernet(Supernet):
     """Weight-sharing NAS-Bench-Macro supernet: `net(x, arch)` runs the path of `arch` at its real size."""
 
@@ -149,9 +157,9 @@ class NASBenchMacroSupernet(Supernet):
     modes = ("single", "mix", "hard")
     relaxations = ("mix", "entangle")
 
-    def __init__(self, space: Space, num_classes: int = 10, in_channels: int = 3, bn_mode: str = "recalibrate",
-                 share_weights: bool = True, mode: str = "mix", scale_group_by_mass: bool = False,
-                 entangle: bool | None = None):
+    def __init__(self, space: Space, num_classes: int = 10, in_channels: int = 3, bn_mode: BNMode = "recalibrate",
+                 share_weights: ShareWeights = True, mode: MixMode = "mix", scale_group_by_mass: ScaleByMass = False,
+                 entangle: Annotated[bool | None, Help("deprecated name of share_weights")] = None):
         super().__init__()
         self._check_space(space)
         check_mode(bn_mode)

@@ -14,16 +14,18 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Hashable, Mapping, Sequence
-from typing import Any
+from typing import Annotated, Any
 
 import torch
 from torch import nn
 
 from searchspaces import Arch, Space
 from searchspaces.nb201 import EDGE_LABELS, EDGES, OPS
+from searchspaces.options import Between, Help
 
 from .base import ArchWeights, ChoiceKey, ChoiceSlices, Supernet
 from .bn import check_mode, make_bn
+from .build_options import Affine, BNMode, MixMode, ScaleByMass
 from .elastic import SlicedKernels
 from .mixed import MixedOp, Policy, allowed_columns, combine, policy
 from .registry import register_supernet
@@ -245,6 +247,11 @@ class NB201Network(_NB201Body):
 _EDGE_KEY = re.compile(r"^(cells\.(\d+)\.edges\.)([0-9]<-[0-9])\.(.*)$")
 
 
+# The build options of NB201Supernet besides those of supernets.build_options (what a config accepts).
+Channels = Annotated[int, Between(1), Help("channels of the first stage; the stages run C, 2C, 4C")]
+Cells = Annotated[int, Between(1), Help("search cells per stage")]
+
+
 class NB201Supernet(_NB201Body, Supernet):
     """Weight-sharing NB201 supernet: `net(x, arch)` runs the single path of `arch` in every search cell, and
     `net(x, ArchWeights)` a relaxed arch in the build's `mode` (specs/ALGORITHMS.md §0.3):
@@ -261,8 +268,9 @@ class NB201Supernet(_NB201Body, Supernet):
     modes = ("single", "mix", "hard")
     relaxations = ("mix", "entangle")
 
-    def __init__(self, space: Space, num_classes: int = 10, C: int = 16, N: int = 5, in_channels: int = 3,
-                 affine: bool = False, bn_mode: str = "batch", mode: str = "mix", scale_group_by_mass: bool = False):
+    def __init__(self, space: Space, num_classes: int = 10, C: Channels = 16, N: Cells = 5, in_channels: int = 3,
+                 affine: Affine = False, bn_mode: BNMode = "batch", mode: MixMode = "mix",
+                 scale_group_by_mass: ScaleByMass = False):
         self._check_space(space)
         self.space = space
         self.mode, self.policy = mode, policy(mode, scale_group_by_mass)

@@ -2,8 +2,11 @@
 
 A supernet module ends with one `register_supernet(TheSupernet, ...)` call. The registration carries:
 
-- the builder (the `Supernet` class) and its build options with their typed defaults, read from the builder's
-  signature: the constructor is the one place a default is written (`options`, `Option`);
+- the builder (the `Supernet` class) and its build options, read from the builder's signature: the constructor is
+  the one place a default is written, and its annotations say what is accepted
+  (`dropout: Annotated[float, Between(0.0, 1.0, hi_open=True), Help("...")] = 0.1`), so that every option is a
+  typed `searchspaces.options.Option` (`options`) that config validation, `supernets.build` and `nas config keys`
+  read;
 - the capabilities the class declares (`Capabilities`): the kinds of path its `forward` takes, the build modes in
   which it runs relaxed archs, whether `choice_slices` names what each candidate trains; checked when it registers;
 - the stand-alone network `nas bench build` trains (`standalone`: the build options of an exported child that
@@ -26,6 +29,8 @@ from typing import Any
 
 from torch import nn
 
+from searchspaces.options import Option, from_annotation
+
 from .base import Supernet
 from .mixed import MODES
 
@@ -33,15 +38,6 @@ from .mixed import MODES
 PATH_KINDS: tuple[str, ...] = ("single", "mix", "hard")
 # Arguments of every builder that are not build options: the space and the task.
 _TASK_ARGUMENTS = ("self", "space", "num_classes", "in_channels")
-
-
-@dataclass(frozen=True)
-class Option:
-    """One build option of a supernet: its default and the type its builder declares (as written there)."""
-
-    name: str
-    default: Any
-    annotation: str
 
 
 @dataclass(frozen=True)
@@ -72,6 +68,8 @@ class SupernetEntry:
     capabilities: Capabilities
     # former option names still read (old name -> new name); not listed among `options`, never filled in
     renamed: Mapping[str, str] = field(default_factory=dict)
+    # the typed options of the former names (their own arguments of the builder)
+    former: Mapping[str, Option] = field(default_factory=dict)
     # `(settings, image_size) -> build options` of the network `nas bench build` trains from scratch (the exported
     # child of a supernet built with them); `settings` are nas.standalone.StandaloneSettings as a mapping. None:
     # the space's archs are not trained stand-alone from their supernet (DARTS trains its evaluation network).
@@ -92,6 +90,17 @@ class SupernetEntry:
         """Every option name a build accepts: the options, then former names still read."""
         return (*self.options, *self.renamed)
 
+    def option(self, name: str) -> Option:
+        """The typed option `name`, a current or a former one (KeyError for neither)."""
+        return self.options[name] if name in self.options else self.former[name]
+
+    def check(self, given: Mapping[str, Any]) -> None:
+        """Raise OptionError (a ValueError, one sentence `supernet.<name>=<value> is not valid; accepted: ...`) for
+        the first value of `given` its option does not accept; names that are no option are left to the caller."""
+        for key, value in given.items():
+            if key in self.options or key in self.former:
+                self.option(key).check(f"supernet.{key}", value)
+
     def resolve(self, given: Mapping[str, Any]) -> dict[str, Any]:
         """The full build options of `given` (a run's `supernet` section): the defaults of the options that are not
         given, except an option whose former name is given (the builder reads that one), then `given`."""
@@ -103,26 +112,26 @@ _ENTRIES: dict[str, SupernetEntry] = {}
 
 
 def _options(builder: type[Supernet]) -> dict[str, Option]:
-    """The build options of a builder from its constructor's signature: every keyword argument with a default,
-    besides the space and the task (`num_classes`, `in_channels`)."""
+    """The typed build options of a builder from its constructor's signature: every keyword argument with a default,
+    besides the space and the task (`num_classes`, `in_channels`), typed by its annotation (`from_annotation`)."""
     signature = inspect.signature(builder.__init__)
     try:
-        hints = typing.get_type_hints(builder.__init__)
-    except (NameError, TypeError):  # an annotation that does not evaluate here: keep it as written
-        hints = {}
+        hints = typing.get_type_hints(builder.__init__, include_extras=True)
+    except (NameError, TypeError) as exc:
+        raise TypeError(f"{builder.__name__}: the annotations of its build options do not evaluate: {exc}") from None
     out = {}
     for name, parameter in signature.parameters.items():
         if name in _TASK_ARGUMENTS or parameter.kind in (parameter.VAR_POSITIONAL, parameter.VAR_KEYWORD):
             continue
         if parameter.default is inspect.Parameter.empty:
             raise TypeError(f"{builder.__name__}: build option {name!r} needs a default")
-        hint = hints.get(name, parameter.annotation)
-        out[name] = Option(name, parameter.default, hint if isinstance(hint, str) else _type_text(hint))
+        if name not in hints:
+            raise TypeError(f"{builder.__name__}: build option {name!r} needs an annotation (its type)")
+        try:
+            out[name] = from_annotation(hints[name], parameter.default)
+        except TypeError as exc:
+            raise TypeError(f"{builder.__name__}: build option {name!r}: {exc}") from None
     return out
-
-
-def _type_text(hint: Any) -> str:
-    return hint.__name__ if isinstance(hint, type) else str(hint).replace("typing.", "")
 
 
 def register_supernet(builder: type[Supernet], *, space: str | None = None, renamed: Mapping[str, str] | None = None,
@@ -145,15 +154,18 @@ def register_supernet(builder: type[Supernet], *, space: str | None = None, rena
     for old, new in renamed.items():
         if new not in options or old not in options:
             raise TypeError(f"{builder.__name__}: the renamed option {old!r} -> {new!r} must both be arguments")
+    former = {k: v for k, v in options.items() if k in renamed}
     options = {k: v for k, v in options.items() if k not in renamed}
-    if "mode" in options and options["mode"].default not in MODES:
-        raise TypeError(f"{builder.__name__}: the default mode {options['mode'].default!r} is not one of {MODES}")
+    if "mode" in options and options["mode"].values() != MODES:
+        raise TypeError(f"{builder.__name__}: the build option mode takes supernets.mixed.MODES ({MODES}); annotate it "
+                        "supernets.mixed.MixMode")
     if (eval_network is None) != (final_recipe is None):
         raise TypeError(f"{builder.__name__}: eval_network and final_recipe are registered together")
     unknown_smoke = sorted(set(smoke or {}) - set(options))
     if unknown_smoke:
         raise TypeError(f"{builder.__name__}: smoke options {unknown_smoke} are not build options")
-    entry_ = SupernetEntry(space, builder, MappingProxyType(options), caps, MappingProxyType(renamed), standalone,
+    entry_ = SupernetEntry(space, builder, MappingProxyType(options), caps, MappingProxyType(renamed),
+                           MappingProxyType(former), standalone,
                            eval_network, None if final_recipe is None else MappingProxyType(dict(final_recipe)),
                            MappingProxyType(dict(smoke or {})), smoke_image_size)
     _ENTRIES[space] = entry_

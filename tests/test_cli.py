@@ -38,6 +38,15 @@ def test_bad_space_prints_one_line_and_exits_2(tmp_path):
     assert "Traceback" not in result.stderr and not (tmp_path / "run").exists()
 
 
+def test_a_build_option_out_of_its_range_prints_one_line_and_exits_2(tmp_path):
+    """The range comes from the supernet constructor's annotation; torch never sees the value."""
+    result = _nas("search", "--space", "mobilenet", "--set", "supernet.dropout=-0.5", "--out", str(tmp_path / "run"))
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "nas: error: supernet.dropout=-0.5 is not valid; accepted: a number from 0.0 to 1.0 (exclusive)"]
+    assert "Traceback" not in result.stderr and not (tmp_path / "run").exists()
+
+
 @pytest.mark.parametrize("args, fragment", [
     (["search", "--strategy", "magic"], "unknown strategy 'magic'"),
     (["search", "--dataset", "mnist"], "unknown dataset 'mnist'"),

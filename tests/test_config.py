@@ -12,7 +12,7 @@ from nas.errors import UserError
 def test_defaults_resolve_and_dataset_preset_applies():
     config = cfg.resolve()
     assert config["space"]["name"] == "nb201" and config["data"]["name"] == "digits"
-    # configs/datasets/digits.yaml over defaults.yaml, then configs/spaces/nb201/digits.yaml over both
+    # configs/datasets/digits.yaml over the schema's defaults, then configs/spaces/nb201/digits.yaml over both
     pair = yaml.safe_load((cfg.presets_dir() / "spaces" / "nb201" / "digits.yaml").read_text())
     assert config["train"]["weight_decay"] == 5.0e-4 and config["eval"]["calib_batches"] == 4  # dataset preset
     assert config["train"]["epochs"] == pair["train"]["epochs"] != 20  # the pair preset wins over the dataset's

@@ -134,7 +134,7 @@ def test_cost_task_carries_the_supernet_options_the_costs_need():
     task = cost_task(mobilenet, bundle)
     space = searchspaces.get("mobilenet")
     assert task["width_mult"] == 0.75 and task["schedule"] == mobilenet["supernet"].get(
-        "schedule", supernets.OPTIONS["mobilenet"]["schedule"])
+        "schedule", supernets.entry("mobilenet").defaults()["schedule"])
     arch = space.largest()
     assert space.flops(arch, **task) == space.flops(arch, num_classes=10, in_channels=3, image_size=32,
                                                     width_mult=0.75, schedule=task["schedule"])

@@ -201,9 +201,11 @@ def test_build_options_are_the_builders_arguments_and_every_run_records_them(nam
 def test_a_strategy_builds_from_its_registration_and_its_preset_agrees(name):
     registered = strategies.entry(name)
     strategy = strategies.get(name)
-    assert strategy.name == name and strategy.opts == dict(registered.options) and registered.description
+    assert strategy.name == name and strategy.opts == registered.defaults() and registered.description
     assert any(supernets.entry(s).capabilities.accepts(strategy.mode()) for s in SUPERNETS)
     preset = ROOT / "configs" / "strategies" / f"{name}.yaml"
-    if preset.is_file():  # presets document the options with comments; their values are the class's defaults
+    if preset.is_file():  # the class declares the defaults; a preset holds only what it changes
         values = {k: v for k, v in yaml.safe_load(preset.read_text())["strategy"].items() if k != "name"}
-        assert values == {k: registered.options[k] for k in values}, preset.name
+        assert set(values) <= set(registered.options), preset.name
+        repeated = {k: v for k, v in values.items() if registered.defaults()[k] == v}
+        assert not repeated, f"{preset.name} repeats the defaults {repeated}; they live in the strategy's OPTIONS"

@@ -44,7 +44,7 @@ def _check(result: dict, stdout: str, space_name: str, task: dict) -> None:
     assert "smallest/largest: time" in stdout and "smallest " in stdout and "largest " in stdout
 
 
-@pytest.mark.skipif("mobilenet" not in supernets.OPTIONS, reason="the MobileNet supernet is not built yet")
+@pytest.mark.skipif("mobilenet" not in supernets.names(), reason="the MobileNet supernet is not built yet")
 def test_mobilenet_smallest_subnet_is_cheaper_than_the_largest(tmp_path):
     result, stdout = _result(tmp_path, "--space", "mobilenet", "--supernet", "schedule=cifar", "--batch-size", "4",
                              "--image-size", "16", "--child")

@@ -215,7 +215,7 @@ def test_restrict_shares_nothing(space):
 
 
 def test_build_options(space):
-    assert set(supernets.OPTIONS["darts"]) == {"C", "layers", "affine", "bn_mode", "stem_multiplier", "mode",
+    assert set(supernets.entry("darts").defaults()) == {"C", "layers", "affine", "bn_mode", "stem_multiplier", "mode",
                                                "scale_group_by_mass"}
     with pytest.raises(ValueError, match="unknown supernet option"):
         supernets.build(space, N=5)

@@ -188,7 +188,7 @@ def test_bn_modes_and_recalibration(space):
     assert count_params(child) == space.params(arch)
 
     net = supernets.build(space)  # default: recalibrate
-    assert net.bn_mode == supernets.OPTIONS["nasbench-macro"]["bn_mode"] == "recalibrate"
+    assert net.bn_mode == supernets.entry("nasbench-macro").defaults()["bn_mode"] == "recalibrate"
     supernets.check_eval_mode(net, "recalibrate")
     calib = [torch.randn(8, 3, 16, 16) for _ in range(3)]
     assert supernets.recalibrate(net, lambda b: net(b, arch), calib) == 3 and not net.training
