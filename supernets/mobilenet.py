@@ -17,7 +17,8 @@ notes (README, ShiftNAS).
 
 Relaxed archs (`ArchWeights` without `hard`, TangleNAS, specs/ALGORITHMS.md §3) run only in the `entangle` build
 mode (`supernet.mode=entangle`): every candidate is already a slice of one weight, so there is no separate-weights
-`mix` to run; every block runs once at its largest size with its superposed kernel and hidden width, and a stage's
+`mix` to run, and `entangle` is the default build mode (single and `hard` paths run the same in both); every
+block runs once at its largest size with its superposed kernel and hidden width, and a stage's
 depth is mixed at its output (`_forward_entangled`). The `hard` path above is the hard variant of that mode in
 either build mode (GDAS, ShiftNAS): only the sampled subnet runs, and the masks give every other candidate of a
 computed unit its gradient, as the superposed kernel and channel mask would at a one-hot weight.
@@ -103,7 +104,7 @@ class MobileNetSupernet(Supernet):
 
     def __init__(self, space: Space, num_classes: int = 10, in_channels: int = 3, width_mult: WidthMult = 1.0,
                  schedule: Schedule = "cifar", bn_mode: BNMode = "recalibrate", dropout: Dropout = 0.1,
-                 mode: MixMode = "mix"):
+                 mode: MixMode = "entangle"):
         super().__init__()
         self._check_space(space)
         if mode not in MODES:

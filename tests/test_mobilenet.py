@@ -161,9 +161,9 @@ def test_one_hot_masks_leave_the_output_unchanged_and_carry_gradient(space, net)
         out.square().sum().backward()
         # gradient reaches depth, kernel and expand rows of the subnet (depth only where blocks can be gated)
         assert onehot.grad[5:].abs().sum() > 0
-    net.train()
-    with pytest.raises(ValueError, match="hard"):
-        net(x, supernets.ArchWeights(torch.zeros(45, 3)))
+    mixed = supernets.build(space, num_classes=10, in_channels=3, bn_mode="running", mode="mix")
+    with pytest.raises(ValueError, match="hard"):  # built with mode=mix, relaxed weights need a hard sample
+        mixed(x, supernets.ArchWeights(torch.zeros(45, 3)))
 
 
 def test_elastic_bn_updates_only_the_active_channels():
