@@ -172,9 +172,28 @@ def main(argv: list[str] | None = None) -> int:
 
         summary["command"] = "python benchmarks/search_step_cost.py " + " ".join(shlex.quote(a) for a in passed)
         summary["torch"] = _torch_version()
-        atomic_write_json(args.out, summary)
+        atomic_write_json(args.out, {**summary, **_table(summary, results)})
     print(json.dumps(summary))
     return 0
+
+
+def _table(summary: dict, results: dict) -> dict:
+    """The rows `python -m nas.report` renders (`report:json:`): one per mode, entangle against its mix twin."""
+    rows = []
+    for mode, r in results.items():
+        kind = mode.partition("-")[0]
+        twin = "mix" if mode == "entangle" else kind if mode.endswith("-entangle") else None
+        rows.append({"mode": mode, "build_mode": r["build_mode"], "step_ms": 1e3 * r["step_s"], "peak_mb": r["peak_mb"],
+                     "memory_vs_mix": r["peak_mb"] / results[twin]["peak_mb"] if twin in results else None,
+                     "time_vs_mix": r["step_s"] / results[twin]["step_s"] if twin in results else None})
+    note = (f"{summary['space']} supernet, C={summary['C']}, {summary['layers']} cells, batch {summary['batch_size']}, "
+            f"{summary['image_size']}x{summary['image_size']} inputs, {summary['device']}, torch {summary['torch']}; "
+            f"medians over {summary['repeats']} repeats of {summary['steps']} steps. Peak memory: "
+            f"{next(iter(results.values()))['memory']}. The ratios compare each entangle step with the same step in "
+            "mix mode.")
+    return {"columns": [["mode", "step"], ["build_mode", "supernet.mode"], ["step_ms", "ms/step"],
+                        ["peak_mb", "peak MB"], ["memory_vs_mix", "memory / mix"], ["time_vs_mix", "time / mix"]],
+            "digits": {"step_ms": 0, "peak_mb": 0, "memory_vs_mix": 2, "time_vs_mix": 2}, "rows": rows, "note": note}
 
 
 def _torch_version() -> str:

@@ -33,6 +33,22 @@ def test_tiny_darts_run_reports_time_and_memory_per_mode():
     assert report["entangle_over_mix_memory"] == report["entangle_peak_mb"] / report["mix_peak_mb"]
 
 
+def test_recorded_figures_render_as_a_report_table(tmp_path):
+    from nas import report as reports
+
+    out = tmp_path / "step_cost.json"
+    result = _run("--C", "2", "--layers", "3", "--batch-size", "4", "--image-size", "8", "--steps", "1",
+                  "--repeats", "1", "--threads", "1", "--modes", "mix,entangle", "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    data = json.loads(out.read_text())
+    assert data["command"].startswith("python benchmarks/search_step_cost.py") and "--out" in data["command"]
+    rows = {r["mode"]: r for r in data["rows"]}
+    assert rows["entangle"]["memory_vs_mix"] == data["modes"]["entangle"]["peak_mb"] / data["modes"]["mix"]["peak_mb"]
+    assert rows["mix"]["memory_vs_mix"] is None
+    text = reports.json_section(out.name, tmp_path)
+    assert "| entangle | entangle |" in text and "memory / mix" in text
+
+
 def test_bad_mode_fails_in_one_line():
     result = _run("--modes", "single,magic")
     assert result.returncode == 2 and result.stderr.count("\n") == 1 and "magic" in result.stderr
