@@ -199,7 +199,8 @@ def test_float16_loss_scale_is_removed_from_the_generator_gradient(space, net):
 
 @pytest.mark.parametrize("args, fragment", [
     (["--space", "nb201", "--strategy", "shiftnas"], "strategy.generator=false"),
-    (["--space", "mobilenet", "--strategy", "darts"], "'mix' mode, which the mobilenet supernet does not"),
+    (["--space", "mobilenet", "--strategy", "darts", "--set", "supernet.mode=mix"],
+     "'mix' mode, which the mobilenet supernet does not"),
 ])
 def test_strategies_that_do_not_fit_the_space_are_refused_before_the_run(tmp_path, capsys, args, fragment):
     from nas.cli import main
