@@ -11,7 +11,7 @@ import searchspaces
 from nas.cli import main
 
 TINY = ["--space", "darts", "--dataset", "digits", "--epochs", "2", "--set", "supernet.C=2", "--set",
-        "supernet.layers=3", "--set", "train.batch_size=128", "--set", "search.budget=4", "--set",
+        "supernet.layers=3", "--set", "train.batch_size=256", "--set", "search.budget=4", "--set",
         "eval.monitor_archs=0", "--set", "eval.sample_check=0", "--quiet"]
 
 

@@ -18,9 +18,12 @@ def _run(*args: str) -> subprocess.CompletedProcess:
                           env={**os.environ, "OMP_NUM_THREADS": "1"}, cwd=ROOT)
 
 
-def test_tiny_darts_run_reports_time_and_memory_per_mode():
+def test_tiny_darts_run_reports_time_and_memory_per_mode_and_records_them(tmp_path):
+    from nas import report as reports
+
+    out = tmp_path / "step_cost.json"
     result = _run("--C", "2", "--layers", "3", "--batch-size", "4", "--image-size", "8", "--steps", "1",
-                  "--repeats", "1", "--threads", "1")
+                  "--repeats", "1", "--threads", "1", "--out", str(out))
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout.strip().splitlines()[-1])
     for mode in ("single", "mix", "entangle", "darts", "darts-entangle", "gdas", "gdas-entangle"):
@@ -31,19 +34,12 @@ def test_tiny_darts_run_reports_time_and_memory_per_mode():
     modes = report["modes"]
     assert modes["darts-entangle"]["build_mode"] == "entangle" and modes["darts"]["build_mode"] == "mix"
     assert report["entangle_over_mix_memory"] == report["entangle_peak_mb"] / report["mix_peak_mb"]
-
-
-def test_recorded_figures_render_as_a_report_table(tmp_path):
-    from nas import report as reports
-
-    out = tmp_path / "step_cost.json"
-    result = _run("--C", "2", "--layers", "3", "--batch-size", "4", "--image-size", "8", "--steps", "1",
-                  "--repeats", "1", "--threads", "1", "--modes", "mix,entangle", "--out", str(out))
-    assert result.returncode == 0, result.stderr
+    # --out: the same figures with their command, as rows python -m nas.report renders
     data = json.loads(out.read_text())
     assert data["command"].startswith("python benchmarks/search_step_cost.py") and "--out" in data["command"]
     rows = {r["mode"]: r for r in data["rows"]}
     assert rows["entangle"]["memory_vs_mix"] == data["modes"]["entangle"]["peak_mb"] / data["modes"]["mix"]["peak_mb"]
+    assert rows["darts-entangle"]["time_vs_mix"] == data["darts-entangle_over_darts_time"]
     assert rows["mix"]["memory_vs_mix"] is None
     text = reports.json_section(out.name, tmp_path)
     assert "| entangle | entangle |" in text and "memory / mix" in text
