@@ -14,7 +14,7 @@ import searchspaces
 import strategies
 
 from . import checkpoint, plots, rundir
-from .components import build_components, cost_task, make_evaluator
+from .components import build_components, make_evaluator
 from .engine import PathCosts, Trainer, TrainState
 from .errors import UserError
 from .io import atomic_write_json, atomic_write_text
@@ -268,7 +268,7 @@ def _rank_monitor(config: dict, net, space, bundle):
 def _pick_arch(config: dict, net, space, strategy, bundle, reporter: Reporter) -> dict[str, Any] | None:
     sc = config["search"]
     derived = strategy.derive(max_flops=sc["max_flops"])
-    task = cost_task(config, bundle, space)
+    task = strategy.cost_task  # the run's cost task, computed once when the strategy was set up
     allowed = _constraint(config, space, task)
     if derived is not None and allowed is not None and not allowed(derived):
         reporter.info(f"{strategy.name}'s own arch {derived.to_string()} exceeds the search limits; searching "

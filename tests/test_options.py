@@ -139,17 +139,23 @@ def test_every_strategy_option_is_typed_with_help(name):
     assert strategies.get(name).opts == {k: o.default for k, o in options.items()}
 
 
-@pytest.mark.parametrize("name, key", STRATEGY_OPTIONS)
-def test_a_strategy_refuses_a_value_outside_its_declaration_in_one_sentence(name, key):
-    option = strategies.entry(name).options[key]
+def _refused_in_one_sentence(option, dotted: str, flags: dict, direct) -> None:
+    """Every value outside `option` is refused with the same sentence by its own check (`direct(bad)`, a
+    ValueError) and by config resolution (`--set dotted=bad`, a UserError)."""
     for bad in bad_values(option):
-        expected = _sentence(f"strategy.{key}", bad, option)
+        expected = _sentence(dotted, bad, option)
         with pytest.raises(ValueError) as info:
-            strategies.get(name, **{key: bad})
+            direct(bad)
         assert str(info.value) == expected
         with pytest.raises(UserError) as info:
-            cfg.resolve([], {"strategy.name": name}, [f"strategy.{key}={yaml_text(bad)}"])
+            cfg.resolve([], flags, [f"{dotted}={yaml_text(bad)}"])
         assert str(info.value) == expected
+
+
+@pytest.mark.parametrize("name, key", STRATEGY_OPTIONS)
+def test_a_strategy_refuses_a_value_outside_its_declaration_in_one_sentence(name, key):
+    _refused_in_one_sentence(strategies.entry(name).options[key], f"strategy.{key}", {"strategy.name": name},
+                             lambda bad: strategies.get(name, **{key: bad}))
 
 
 def test_declared_strategy_ranges():
@@ -199,15 +205,8 @@ def test_every_build_option_is_typed_with_help(space):
 
 @pytest.mark.parametrize("space, key", SUPERNET_OPTIONS)
 def test_a_build_option_outside_its_declaration_is_refused_in_one_sentence(space, key):
-    option = supernets.entry(space).options[key]
-    for bad in bad_values(option):
-        expected = _sentence(f"supernet.{key}", bad, option)
-        with pytest.raises(ValueError) as info:
-            supernets.check(space, {key: bad})
-        assert str(info.value) == expected
-        with pytest.raises(UserError) as info:
-            cfg.resolve([], {"space.name": space}, [f"supernet.{key}={yaml_text(bad)}"])
-        assert str(info.value) == expected
+    _refused_in_one_sentence(supernets.entry(space).options[key], f"supernet.{key}", {"space.name": space},
+                             lambda bad: supernets.check(space, {key: bad}))
 
 
 def test_declared_supernet_ranges():
