@@ -236,6 +236,18 @@ def _cost_limit(text: str) -> int:
     return int(value)
 
 
+def _epoch_list(text: str) -> list[int]:
+    """Split epochs `20,40`: increasing positive integers, comma-separated (an argparse type)."""
+    try:
+        values = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        values = []
+    if not values or any(v < 1 for v in values) or any(a >= b for a, b in zip(values, values[1:])):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a list of split epochs; accepted: increasing positive "
+                                         "integers separated by commas, e.g. 20,40")
+    return values
+
+
 # The `nas search` flags that set one config key each: (flag, key, argparse keywords; `note` adds to the schema's
 # help). Their help, default and accepted values come from the key's declaration (`_config_flag`).
 _SEARCH_FLAGS: tuple[tuple[str, str, dict], ...] = (
@@ -255,6 +267,8 @@ _SEARCH_FLAGS: tuple[tuple[str, str, dict], ...] = (
     ("--max-params", "search.max_params", {"type": _cost_limit, "metavar": "N",
                                            "note": "in the post-training search; e.g. 2.5M"}),
     ("--max-latency", "search.max_latency", {"type": _milliseconds, "metavar": "MS"}),
+    ("--split", "split.method", {}),
+    ("--split-epochs", "split.epochs", {"type": _epoch_list, "metavar": "E1,E2"}),
     ("--latency", "search.latency", {"metavar": "TABLE|MODULE:FN"}),
 )
 

@@ -305,6 +305,7 @@ def _validate_combinations(config: Config) -> None:
                         "directory written by nas bench build")
     if config["rank"]["split"] == "valid" and config["rank"]["every"] > 0 and data["valid_fraction"] == 0:
         raise UserError("rank.split=valid needs data.valid_fraction > 0")
+    _validate_split(config)
     if data["download"] and data["name"] not in ("cifar10", "cifar100"):
         raise UserError(f"data.download works for cifar10 and cifar100 only, not {data['name']!r}")
 
@@ -313,3 +314,19 @@ def dump(config: Config) -> str:
     """The config as YAML text, sections in a stable, readable order."""
     ordered = {key: config[key] for key in SECTIONS if key in config}
     return yaml.safe_dump(ordered, sort_keys=False, default_flow_style=False)
+
+
+def _validate_split(config: Config) -> None:
+    """A few-shot split needs epochs inside training; split epochs without a split method are a mistake."""
+    sp, epochs = config["split"], config["train"]["epochs"]
+    if sp["method"] == "none":
+        if sp["epochs"]:
+            raise UserError(f"split.epochs={sp['epochs']} (--split-epochs) needs split.method gm or random "
+                            "(--split gm)")
+        return
+    if not sp["epochs"]:
+        raise UserError(f"split.method={sp['method']} needs split.epochs (--split-epochs), the epochs after which "
+                        "the supernets are split, e.g. 20,40")
+    if sp["epochs"][-1] >= epochs:
+        raise UserError(f"split.epochs={sp['epochs']} must all lie before the end of training "
+                        f"(train.epochs={epochs}); a sub-supernet needs at least one epoch after its split")

@@ -197,11 +197,13 @@ class Trainer:
             checkpoint.save(self.checkpoint_dir / f"epoch_{self.state.epoch:03d}.pt", state)
 
     # --- training --------------------------------------------------------------------------------
-    def fit(self) -> TrainState:
-        """Train from `state.epoch` to `train.epochs`, checkpointing after every epoch."""
+    def fit(self, until: int | None = None) -> TrainState:
+        """Train from `state.epoch` to `until` (default `train.epochs`: a few-shot split stops a supernet at its
+        split epoch; the schedule always runs over `train.epochs`), checkpointing after every epoch."""
         epochs, seed = self.tc["epochs"], self.config["seed"]
-        eta = ETA(epochs * self.steps_per_epoch, self.state.global_step)
-        for epoch in range(self.state.epoch, epochs):
+        stop = epochs if until is None else min(until, epochs)
+        eta = ETA(stop * self.steps_per_epoch, self.state.global_step)
+        for epoch in range(self.state.epoch, stop):
             started = time.perf_counter()
             seed_epoch_globals(seed, epoch)
             row = self._train_epoch(epoch, epoch_generator(seed, epoch), eta)

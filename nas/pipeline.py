@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -13,8 +14,8 @@ import nasbench
 import searchspaces
 import strategies
 
-from . import checkpoint, plots, rundir
-from .components import build_components, make_evaluator
+from . import checkpoint, fewshot, plots, rundir
+from .components import build_components, cost_task, make_evaluator
 from .engine import PathCosts, Trainer, TrainState
 from .errors import UserError
 from .io import atomic_write_json, atomic_write_text
@@ -135,6 +136,8 @@ def run_search(config: dict, run_path: Path, argv: Sequence[str], quiet: bool = 
     try:
         device = select_device(config["train"]["device"])
         rundir.write_environment(run_path, rundir.environment(argv, str(device)))
+        if config["split"]["method"] != "none":
+            return _run_split(config, run_path, device, reporter, resume, on_epoch, started)
         space, bundle, net, strategy = build_components(config, device)
         check_limits(config, space, strategy.cost_task)
         monitor = _monitor(config, net, space, bundle)
@@ -165,7 +168,8 @@ def run_search(config: dict, run_path: Path, argv: Sequence[str], quiet: bool = 
             if report.get("alpha_history"):
                 plots.alpha_history(run_path / "plots" / "alphas.png", report)
 
-        population = _sample_check(config, net, space, bundle, reporter)
+        evaluator = make_evaluator(config, net, bundle, "valid") if bundle.valid is not None else None
+        population = _sample_check(config, space, bundle, reporter, lambda archs: [evaluator(a) for a in archs])
         search_started = time.perf_counter()
         arch_info = _pick_arch(config, net, space, strategy, bundle, reporter)
         search_s = time.perf_counter() - search_started
@@ -204,21 +208,90 @@ def run_search(config: dict, run_path: Path, argv: Sequence[str], quiet: bool = 
         reporter.close()
 
 
-def _sample_check(config: dict, net, space, bundle, reporter: Reporter) -> dict[str, Any] | None:
-    """How well the trained supernet serves the space as a whole: the inherited valid accuracy of
+def _sample_check(config: dict, space, bundle, reporter: Reporter,
+                  score: Callable[[list], Sequence[float]]) -> dict[str, Any] | None:
+    """How well the trained supernet serves the space as a whole: the inherited valid accuracy (`score(archs)`) of
     `eval.sample_check` uniformly sampled archs (seeded, the same archs for every strategy with that seed).
     A search can pick a good arch from a supernet that serves most of the space badly; this shows which."""
     count = config["eval"].get("sample_check", 0)  # runs written before the key existed: off
     if count <= 0 or bundle.valid is None:
         return None
     rng = np.random.default_rng(derive_seed(config["seed"], STREAM_SAMPLE_CHECK))
-    evaluator = make_evaluator(config, net, bundle, "valid")
-    scores = np.array([evaluator(space.sample(rng)) for _ in range(count)])
+    scores = np.asarray(score([space.sample(rng) for _ in range(count)]), dtype=float)
     result = {"archs": count, "median": float(np.median(scores)), "p10": float(np.percentile(scores, 10)),
               "p90": float(np.percentile(scores, 90)), "mean": float(scores.mean())}
     reporter.info(f"inherited valid accuracy of {count} uniformly sampled archs: median {result['median']:.1f}% "
                   f"(10th-90th percentile {result['p10']:.1f}-{result['p90']:.1f}%)")
     return result
+
+
+def _run_split(config: dict, run_path: Path, device, reporter: Reporter, resume: bool,
+               on_epoch: Callable[[TrainState], None] | None, started: float) -> dict[str, Any]:
+    """`nas search` with few-shot splitting (nas/fewshot.py): train the split tree, pick an arch in every leaf
+    (its strategy's own derive, or the post-training search with the leaf's share of the budget), keep the best
+    by its search-split score, and write the run directory with `split.json` and `plots/split.png`."""
+    trainer = fewshot.FewShotTrainer(config, run_path, device, reporter, on_epoch)
+    space, bundle = trainer.space, trainer.bundle
+    task = cost_task(config, bundle, space)
+    check_limits(config, space, task)
+    reporter.info(f"search space {space.name}, strategy {config['strategy']['name']}, data {bundle.name}, "
+                  f"few-shot split ({config['split']['method']}) after epochs "
+                  f"{', '.join(map(str, config['split']['epochs']))} of {config['train']['epochs']}, device {device}, "
+                  f"run directory {run_path}")
+    train_started = time.perf_counter()
+    tree = trainer.fit(resume)
+    train_s = time.perf_counter() - train_started - trainer.score_seconds  # training alone; the scores apart
+    rows = [row for node in tree.walk() for row in node.rows]
+    rundir.write_metrics(run_path, rows)
+    fewshot.write_split_plot(run_path, tree)
+    leaves = tree.leaves()
+    population = _sample_check(config, space, bundle, reporter, lambda archs: fewshot.routed_scores(
+        config, run_path, tree, space, bundle, trainer.net, device, archs, "valid")[0])
+    search_started = time.perf_counter()
+    leaf_config = copy.deepcopy(config)
+    leaf_config["search"]["budget"] = fewshot.split_budget(config["search"]["budget"], len(leaves))
+    picks = []
+    for leaf in leaves:
+        net, subspace, strategy, _ = trainer.build(leaf)
+        info = _pick_arch(leaf_config, net, subspace, strategy, bundle, reporter)
+        if info is not None:
+            picks.append({**info, "subnet": leaf.id})
+    search_s = time.perf_counter() - search_started
+    best = max(picks, key=lambda info: info["score"]) if picks else None
+    if best is not None:
+        atomic_write_json(run_path / "arch.json", {**best, "selection": f"best {best['metric']} over the picks of "
+                                                   f"{len(leaves)} sub-supernets", "leaf_picks": picks})
+    last_row = rows[-1] if rows else {}
+    summary = {
+        "status": "complete",
+        "run_dir": str(run_path),
+        "space": space.name,
+        "strategy": config["strategy"]["name"],
+        "dataset": bundle.name,
+        "seed": config["seed"],
+        "epochs": tree.total,
+        "steps": sum(int(row.get("steps", 0)) for row in rows),
+        "final_train_loss": last_row.get("train_loss"),
+        "final_train_acc": last_row.get("train_acc"),
+        "best_arch": best["arch"] if best else None,
+        "best_score": best["score"] if best else None,
+        "best_test_acc_inherited": best.get("test_acc_inherited") if best else None,
+        "best_subnet": best["subnet"] if best else None,
+        "sampled_archs_valid_acc": population,
+        "split": {"method": tree.method, "epochs": tree.epochs, "sub_supernets": len(leaves),
+                  "units": [n.split["unit"] for n in tree.walk() if n.split],
+                  "score_seconds_this_invocation": round(trainer.score_seconds, 2)},
+        "train_seconds_this_invocation": round(train_s, 2),
+        "search_seconds": round(search_s, 2),
+        "total_seconds_this_invocation": round(time.perf_counter() - started, 2),
+        "data": bundle.info,
+    }
+    atomic_write_json(run_path / "summary.json", summary)
+    if best:
+        reporter.info(f"best arch {best['arch']} (sub-supernet {best['subnet']})  {best['metric']} "
+                      f"{best['score']:.2f}%  (test {best['test_acc_inherited']:.2f}% with inherited weights)")
+    reporter.info(f"run directory: {run_path}")
+    return summary
 
 
 def _epoch_done(run_path: Path, state: TrainState, on_epoch: Callable[[TrainState], None] | None) -> None:

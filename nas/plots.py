@@ -83,3 +83,35 @@ def sampled_flops(path: Path, sampled: list[int], reference: list[int], extremes
     ax.legend(fontsize=8)
     fig.tight_layout()
     return save_figure(fig, path)
+
+
+def split_distances(path: Path, splits: list[tuple[str, dict[str, Any]]]) -> Path:
+    """One panel per split of a few-shot run: the mean gradient distance between the candidates of the unit it was
+    split along (GM-NAS's 1 - cos), candidates ordered group by group, with the cut between the groups drawn."""
+    import numpy as np
+
+    plt = pyplot()
+    cols = min(3, len(splits))
+    rows = -(-len(splits) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.8 * rows), dpi=100, squeeze=False)
+    for ax, (node_id, record) in zip(axes.flat, splits):
+        unit = record["unit"]
+        scored = record["scores"][unit]
+        names = [str(c) for c in scored["candidates"]]
+        order = [names.index(str(c)) for group in record["groups"] for c in group]
+        D = np.asarray(scored["distance"])[np.ix_(order, order)]
+        image = ax.imshow(D, cmap="viridis")
+        ax.set_xticks(range(len(order)), [names[i] for i in order], rotation=60, ha="right", fontsize=7)
+        ax.set_yticks(range(len(order)), [names[i] for i in order], fontsize=7)
+        edge = len(record["groups"][0]) - 0.5
+        ax.axhline(edge, color="white", lw=1.5)
+        ax.axvline(edge, color="white", lw=1.5)
+        ax.set_title(f"sub-supernet {node_id}, epoch {record['epoch']}: {unit}\ncut {scored['cut']:.3f}, "
+                     f"within {scored['within']:.3f}", fontsize=8)
+        fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
+    for ax in list(axes.flat)[len(splits):]:
+        ax.axis("off")
+    fig.suptitle("gradient distance of the split unit's candidates (groups in order, white lines: the cut)",
+                 fontsize=9)
+    fig.tight_layout()
+    return save_figure(fig, path)

@@ -81,11 +81,15 @@ def rank_run(run_path: Path, benchmark: str, dataset: str | None = None, archs: 
              eval_batch_size: int | None = None, out: Path | None = None, n_boot: int = 1000,
              quiet: bool = False, dedup: bool = False) -> dict[str, Any]:
     """Score benchmark archs with the run's last checkpoint and write the ranking files. Returns ranking.json."""
-    from .components import build_model, make_evaluator  # torch-heavy; imported when used
+    from . import fewshot  # torch-heavy; imported when used
+    from .components import build_model, make_evaluator
 
     config = rundir.load_config(run_path)
     last = run_path / "checkpoints" / "last.pt"
-    if not last.is_file():
+    tree = fewshot.SplitTree.load(run_path) if fewshot.is_split_run(run_path) else None
+    if tree is not None and tree.nodes[fewshot.ROOT].status == "pending":
+        raise UserError(f"{run_path} has not finished training its first supernet yet; train it first")
+    if tree is None and not last.is_file():
         raise UserError(f"{run_path} has no checkpoint yet (checkpoints/last.pt); train it first")
     bench = load_benchmark(benchmark)
     if bench.space != config["space"]["name"]:
@@ -103,8 +107,9 @@ def rank_run(run_path: Path, benchmark: str, dataset: str | None = None, archs: 
     try:
         device = select_device(config["train"]["device"])
         space, bundle, net = build_model(config, device)  # no strategy: scoring needs none
-        state = checkpoint.load(last, map_location=device)
-        net.load_state_dict(state["model"])
+        if tree is None:
+            state = checkpoint.load(last, map_location=device)
+            net.load_state_dict(state["model"])
         try:
             evaluator = make_evaluator(config, net, bundle, split)
         except ValueError as exc:
@@ -115,18 +120,31 @@ def rank_run(run_path: Path, benchmark: str, dataset: str | None = None, archs: 
                       f"(BN {evaluator.bn_mode}, eval batch {evaluator.batch_size}) vs {dataset} {metric}")
         started = time.perf_counter()
         eta = ETA(len(chosen))
-        scores = np.empty(len(chosen))
-        for i, arch in enumerate(chosen):
-            scores[i] = evaluator(space.parse(arch))
-            if (i + 1) % 25 == 0:
-                remaining = eta.remaining(i + 1)
-                reporter.live(f"{i + 1}/{len(chosen)} archs" + (f"  ETA {format_seconds(remaining)}" if remaining
-                                                                  else ""))
+
+        def progress(done: int) -> None:
+            if done % 25 == 0:
+                remaining = eta.remaining(done)
+                reporter.live(f"{done}/{len(chosen)} archs" + (f"  ETA {format_seconds(remaining)}" if remaining
+                                                               else ""))
+
+        owners = None
+        if tree is not None:  # a few-shot run: each arch is scored by the sub-supernet that contains it
+            scores, owners, epoch = fewshot.routed_scores(config, run_path, tree, space, bundle, net, device,
+                                                          [space.parse(a) for a in chosen], split, progress)
+            reporter.info(f"scored by {len(set(owners))} sub-supernets: " + ", ".join(
+                f"{leaf} {owners.count(leaf)}" for leaf in dict.fromkeys(owners)))
+        else:
+            scores = np.empty(len(chosen))
+            for i, arch in enumerate(chosen):
+                scores[i] = evaluator(space.parse(arch))
+                progress(i + 1)
+            epoch = state["epoch"]
         seconds = time.perf_counter() - started
         report = nasbench.ranking_report(scores, truth, names=chosen, n_boot=n_boot, seed=seed)
         result = {
             "run_dir": str(run_path),
-            "checkpoint_epoch": state["epoch"],
+            "checkpoint_epoch": epoch,
+            **({"sub_supernets": {leaf: owners.count(leaf) for leaf in dict.fromkeys(owners)}} if owners else {}),
             "benchmark": bench.name,
             "benchmark_dataset": dataset,
             "benchmark_metric": metric,
@@ -142,7 +160,7 @@ def rank_run(run_path: Path, benchmark: str, dataset: str | None = None, archs: 
             "archs_per_second": round(len(chosen) / max(seconds, 1e-9), 2),
             "metrics": report,
         }
-        _write_csv(out / "ranking.csv", chosen, scores, truth)
+        _write_csv(out / "ranking.csv", chosen, scores, truth, owners)
         atomic_write_json(out / "ranking.json", result)
         plot = _scatter(out / "plots" / "ranking_scatter.png", scores, truth, result)
         reporter.info(_summary_line(result))
@@ -152,12 +170,15 @@ def rank_run(run_path: Path, benchmark: str, dataset: str | None = None, archs: 
         reporter.close()
 
 
-def _write_csv(path: Path, archs: list[str], scores: np.ndarray, truth: np.ndarray) -> None:
+def _write_csv(path: Path, archs: list[str], scores: np.ndarray, truth: np.ndarray,
+               owners: list[str] | None = None) -> None:
+    """ranking.csv: arch, score, truth, and (few-shot runs) the sub-supernet that scored the arch."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(["arch", "supernet_score", "true_acc"])
-    for arch, score, true in zip(archs, scores, truth):
-        writer.writerow([arch, f"{score:.6g}", "" if np.isnan(true) else f"{true:.6g}"])
+    writer.writerow(["arch", "supernet_score", "true_acc"] + (["sub_supernet"] if owners else []))
+    for i, (arch, score, true) in enumerate(zip(archs, scores, truth)):
+        writer.writerow([arch, f"{score:.6g}", "" if np.isnan(true) else f"{true:.6g}"]
+                        + ([owners[i]] if owners else []))
     atomic_write_text(path, buffer.getvalue())
 
 

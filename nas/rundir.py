@@ -24,6 +24,7 @@ from typing import Any
 from . import config as cfg
 from .errors import UserError
 from .io import atomic_write_json, atomic_write_rows, atomic_write_text
+from .schema import defaults
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -60,6 +61,8 @@ def load_config(path: str | Path) -> dict:
     if not (path / "config.yaml").is_file():
         raise UserError(f"{str(path)!r} is not a run directory (no config.yaml); give the directory a search wrote")
     config = cfg.load_yaml(path / "config.yaml")
+    if isinstance(config, dict) and "split" not in config:  # a run written before few-shot splitting: one-shot
+        config["split"] = defaults()["split"]
     cfg.validate(config)
     return cfg.complete(config)  # a run written before config.yaml listed every build option
 

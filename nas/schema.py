@@ -16,9 +16,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from searchspaces.options import Option, choice, device, flag, integer, name, number, path, text
+from searchspaces.options import Option, choice, device, flag, integer, integers, name, number, path, text
 
-SECTIONS: tuple[str, ...] = ("seed", "space", "supernet", "strategy", "data", "train", "eval", "rank", "search")
+SECTIONS: tuple[str, ...] = ("seed", "space", "supernet", "strategy", "data", "train", "split", "eval", "rank",
+                             "search")
 SPLITS: tuple[str, ...] = ("valid", "test", "train")
 
 
@@ -75,6 +76,21 @@ SCHEMA: dict[str, Option] = {
     "train.keep_every": integer(0, "besides checkpoints/last.pt, keep epoch_NNN.pt every this many epochs (0 = never)",
                                 0),
     "train.threads": integer(0, "torch CPU threads; 0 = torch default", 0),
+    "split.method": choice("none", "few-shot splitting of the supernet: gm (GM-NAS gradient matching), random (a "
+                                   "random unit and partition of the same shape, the control) or none (one-shot)",
+                           ("none", "gm", "random")),
+    "split.epochs": integers([], "epochs after which every current sub-supernet is split in two (GM-NAS 20,40)"),
+    "split.repeats": integer(100, "gradient-matching batches per score (GM-NAS R)", 1),
+    "split.distance": choice("cos", "gradient distance of the score", ("cos", "per-filter-cos", "mse")),
+    "split.hard": flag(True, "force the scored candidate with weight 1 (false: keep its relaxed weight, the "
+                             "DARTS-space reference)"),
+    "split.include_stem_head": flag(False, "count stem, reduction blocks and head in the gradients (the reference "
+                                           "leaves them out)"),
+    "split.edge_select": choice("max_cut", "which unit is split: the largest cut (NB201 reference) or the least "
+                                           "within-group distance (DARTS reference)", ("max_cut", "min_within")),
+    "split.group_sizes": choice("balanced", "partition sizes: balanced halves (NB201 2 vs 3) or any with at least "
+                                            "split.min_group", ("balanced", "any")),
+    "split.min_group": integer(1, "group_sizes=any: the smallest group (DARTS reference: 2)", 1),
     "eval.batch_size": integer(512, "evaluation batch size", 2),
     "eval.bn_mode": choice(None, "BN mode of evaluation; null = supernet.bn_mode", _bn_modes, nullable=True),
     "eval.calib_batches": integer(10, "recalibrate mode: training batches used to re-estimate BN statistics", 1),

@@ -230,6 +230,8 @@ def run_one(study: Study, arm: Arm, seed: int, argv: Sequence[str]) -> dict[str,
         "arm": arm.name, "seed": seed, "run_dir": str(run_path), "metrics": {}, "intervals": {},
         "steps": summary_data["steps"], "train_seconds": summary_data["train_seconds_this_invocation"],
         "final_train_acc": summary_data["final_train_acc"],
+        **({"split_score_seconds": summary_data["split"]["score_seconds_this_invocation"]}
+           if "split" in summary_data else {}),
     }
     if study.rank:
         result = json.loads(ranking.read_text())

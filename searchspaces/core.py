@@ -317,6 +317,29 @@ class Space:
         weights = np.where(self.relaxation_mask(), np.asarray(weights, dtype=float), -np.inf)
         return self.decode(weights.argmax(axis=1))
 
+    # --- few-shot splitting (GM-NAS) -----------------------------------------------------------
+    def split_units(self) -> list[tuple[str, tuple[Hashable, ...]]]:
+        """What a few-shot split may partition: `(label, allowed candidates)` per unit, in order. By default every
+        decision with more than one allowed candidate; a unit's label is also a row of `relaxation()` and a label
+        `restrict` accepts. Spaces whose relaxation has other rows than their decisions (DARTS: edges) override it."""
+        return [(d.label, allowed) for d, allowed in zip(self.decisions, self.allowed) if len(allowed) > 1]
+
+    def is_unsplit(self, label: str) -> bool:
+        """Whether unit `label` still allows every candidate it has in the unrestricted space (GM-NAS scores only
+        such units: a "full row" of the mask)."""
+        i = self.label_index(label)
+        return len(self.allowed[i]) == len(self.decisions[i].candidates)
+
+    def force(self, arch: Arch, label: str, choice: Hashable) -> Arch:
+        """`arch` with unit `label` computing `choice` (the gradient-matching probe: every candidate of a unit on
+        the same rest of the path). By default the decision replaced; the result is an arch of the unrestricted
+        space, as the rest of `arch` may lie outside a restriction of `label`."""
+        values = list(arch.choices)
+        i = self.label_index(label)
+        self.decisions[i].index(choice)
+        values[i] = choice
+        return Arch(self.root, values)
+
     # --- declared capabilities -------------------------------------------------------------------
     # What a space can do is declared here, never guessed from the methods it happens to have: the registration
     # (`searchspaces.registry.register_space`) checks every declaration against the methods the class overrides.

@@ -21,7 +21,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-KINDS: tuple[str, ...] = ("int", "float", "bool", "str", "path", "device")
+KINDS: tuple[str, ...] = ("int", "float", "bool", "str", "path", "device", "ints")
 _DEVICE = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
 _BASE_KINDS = {int: "int", float: "float", bool: "bool", str: "str"}
 
@@ -136,6 +136,8 @@ class Option:
             words = "auto, cpu, cuda, cuda:N or mps"
         elif self.kind == "path":
             words = "a path"
+        elif self.kind == "ints":
+            words = "a list of increasing positive integers (on the command line: 20,40)"
         else:
             words = "a non-empty string"
         return words + (" or null" if self.nullable and null else "")
@@ -165,6 +167,10 @@ def _of_kind(kind: str, value: Any) -> bool:
         return isinstance(value, numbers.Integral) and not isinstance(value, bool)
     if kind == "float":
         return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
+    if kind == "ints":
+        return (isinstance(value, (list, tuple)) and all(isinstance(v, numbers.Integral) and not isinstance(v, bool)
+                                                         and v > 0 for v in value)
+                and all(a < b for a, b in zip(value, value[1:])))
     if kind == "device":
         return isinstance(value, str) and _DEVICE.fullmatch(value) is not None
     return isinstance(value, str) and value != ""
@@ -212,6 +218,11 @@ def path(default: str | None, help: str, *, nullable: bool = True) -> Option:
     return Option(default, "path", help, nullable=nullable)
 
 
+def integers(default: Sequence[int], help: str) -> Option:
+    """A list of increasing positive integers (epochs of a schedule)."""
+    return Option(list(default), "ints", help)
+
+
 def device(default: str, help: str) -> Option:
     """A torch device: auto, cpu, cuda, cuda:N or mps."""
     return Option(default, "device", help)
@@ -253,5 +264,5 @@ def yaml_text(value: Any) -> str:
     return str(value)
 
 
-__all__ = ["Between", "choice", "device", "flag", "from_annotation", "Help", "integer", "KINDS", "name", "number",
-           "OneOf", "Option", "OptionError", "path", "text", "yaml_text"]
+__all__ = ["Between", "choice", "device", "flag", "from_annotation", "Help", "integer", "integers", "KINDS", "name",
+           "number", "OneOf", "Option", "OptionError", "path", "text", "yaml_text"]

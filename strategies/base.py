@@ -156,6 +156,12 @@ class Strategy:
     def sample(self) -> Arch:  # pragma: no cover - abstract
         raise NotImplementedError
 
+    def probe(self, rng: np.random.Generator) -> Any:
+        """The path on which a few-shot split compares a unit's candidates (GM-NAS's `theta`, specs/ALGORITHMS.md
+        §2.2): by default a uniform valid path of the (sub-)space, drawn from `rng` (the caller's generator, so the
+        strategy's own sequence is untouched). Relaxed strategies give their current masked weights instead."""
+        return self.space.sample(rng, valid_only=True)
+
     def sample_step(self) -> list[Any]:
         """The paths trained in this step, gradients accumulated over them before one optimizer step; path 0 is
         the one logged. Default: one path, `sample()`."""

@@ -102,6 +102,10 @@ class RelaxedStrategy(Strategy):
         relaxed = self.relaxed()
         return ArchWeights(relaxed.weights.detach(), relaxed.hard)
 
+    def probe(self, rng: np.random.Generator) -> ArchWeights:
+        """GM-NAS in DARTS/SNAS mode: the masked relaxed weights (no sample, no gradient)."""
+        return ArchWeights(self.weights().detach())
+
     # --- architecture step -----------------------------------------------------------------------
     def _loss(self, batch, relaxed: ArchWeights) -> torch.Tensor:
         return F.cross_entropy(self.supernet(batch.x, relaxed), batch.y)

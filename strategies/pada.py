@@ -316,4 +316,8 @@ class PADAStrategy(Strategy):
         self.p, self.G = state["p"].to(device), state["G"].to(device)
         self.scores, self.seen, self.q = state["scores"].to(device), state["seen"].to(device), state["q"].to(device)
         self.tau = float(state["tau"])
+        allowed = torch.from_numpy(self.allowed.flatten()).to(device)
+        if bool((self.p[~allowed] > 0).any()):  # a parent's state loaded into a few-shot child: keep its mask
+            p = torch.where(allowed, self.p, torch.zeros_like(self.p)).view(self.rows, self.width)
+            self.p = (p / p.sum(dim=1, keepdim=True)).flatten()
         self.p_host = self.p.view(self.rows, self.width).cpu().double().numpy()
