@@ -15,6 +15,12 @@ why DARTS_V2's reduce node 3 reads `('skip_connect', 2), ('max_pool_3x3', 1)`.) 
 `from_nb301` sort the pairs; two pairs of one node with the same input are rejected. Sampling, mutation and
 crossover only produce canonical archs, so `size()` counts valid canonical genotypes, ~1.08e18 in all.
 
+Edge masks (few-shot splitting, GM-NAS): besides the decisions, a sub-space may limit the genotype ops of an edge,
+labelled by its relaxation row (`space.restrict("normal:3<-1", ["sep_conv_3x3", "skip_connect"])`), which the
+node-level decisions cannot express. An arch is contained when its decisions are allowed and every (edge, op)
+it uses is allowed on its edge; sampling is uniform over the contained archs and `size()` counts them exactly.
+`none` is never part of an edge mask: it stays allowed in `relaxation_mask()` (DARTS's relaxed candidate).
+
 Analytic costs are those of the DARTS CIFAR evaluation network (`NetworkCIFAR`, `model.py`/`operations.py`
 of the DARTS code); see `params` and `flops`. DARTS_V2 at C=36, 20 layers has 3,349,342 parameters, the
 count DARTS's training log prints. The NB301 subset's `params`/`flops` are the same network at C=32, 8 cells
@@ -26,6 +32,7 @@ from __future__ import annotations
 
 import ast
 import itertools
+import json
 import math
 from collections.abc import Hashable, Iterator, Mapping, Sequence
 from typing import Any
@@ -46,6 +53,10 @@ CELLS: tuple[str, ...] = ("normal", "reduce")
 EDGES: tuple[tuple[int, int], ...] = tuple((t, s) for t in NODES for s in range(t))
 EDGE_LABELS: tuple[str, ...] = tuple(f"{t}<-{s}" for t, s in EDGES)
 PAIRS_PER_CELL = 2 * len(NODES)
+# The 28 rows of the relaxation (`normal:2<-0` .. `reduce:5<-4`); also the labels of edge masks.
+ROW_LABELS: tuple[str, ...] = tuple(f"{cell}:{t}<-{s}" for cell in CELLS for t, s in EDGES)
+_ROWS: dict[str, tuple[str, int, int]] = {f"{cell}:{t}<-{s}": (cell, t, s) for cell in CELLS for t, s in EDGES}
+_ROW_HINT = "normal:t<-s or reduce:t<-s with 2 <= t <= 5 and 0 <= s < t (e.g. normal:3<-1)"
 
 # The two best-known genotypes of the DARTS paper, as written in the original `cnn/genotypes.py`
 # (quoklab/darts): DARTS_V1 from first-order search, DARTS_V2 from second-order search (the 3.3M-parameter
@@ -85,6 +96,7 @@ class DartsSpace(Space):
     flops_counters = ("macs", "tensorwatch")
 
     def __init__(self, allowed: Mapping[str, Sequence[Hashable]] | None = None):
+        """`allowed`: a mask as `mask_json` gives it (decision labels and/or edge rows such as `normal:3<-1`)."""
         decisions = []
         for cell in CELLS:
             for node in NODES:
@@ -92,7 +104,9 @@ class DartsSpace(Space):
                 for j in (0, 1):
                     decisions.append(Decision(_label(cell, node, f"in{j}"), inputs))
                     decisions.append(Decision(_label(cell, node, f"op{j}"), GENOTYPE_OPS))
-        super().__init__(decisions, allowed)
+        nodes, edges = _split_mask(allowed or {})
+        super().__init__(decisions, nodes)
+        self._edge_allowed = edges
 
     # --- structure helpers -----------------------------------------------------------------------
     def op_labels(self) -> tuple[str, ...]:
@@ -127,13 +141,17 @@ class DartsSpace(Space):
         return weights, None
 
     def relaxation_mask(self) -> np.ndarray:
-        """Every relaxed entry is allowed (a mask restricts the discrete decisions, not DARTS's edges)."""
-        return np.ones((len(CELLS) * len(EDGES), len(PRIMITIVES)), dtype=bool)
+        """`[28, 8]`: an edge-restricted row allows its genotype ops plus `none` (column 0, DARTS's relaxed
+        candidate, never split); other rows allow everything (decision masks do not show here)."""
+        mask = np.ones((len(ROW_LABELS), len(PRIMITIVES)), dtype=bool)
+        for label, ops in self._edge_allowed.items():
+            mask[ROW_LABELS.index(label), 1:] = [op in ops for op in GENOTYPE_OPS]
+        return mask
 
     def discretize(self, weights: np.ndarray) -> Arch:
-        """DARTS's derivation: per node the 2 incoming edges with the largest non-`none` weight, each with its
-        heaviest non-`none` op."""
-        weights = np.asarray(weights, dtype=float)
+        """DARTS's derivation within the relaxation mask: per node the 2 incoming edges with the largest allowed
+        non-`none` weight, each with its heaviest allowed non-`none` op."""
+        weights = np.where(self.relaxation_mask(), np.asarray(weights, dtype=float), -np.inf)
         cells: dict[str, list[tuple[str, int]]] = {}
         for c, cell in enumerate(CELLS):
             pairs: list[tuple[str, int]] = []
@@ -298,42 +316,168 @@ class DartsSpace(Space):
             cells[cell] = named
         return self._from_cells(cells)
 
+    # --- masks: decisions and edges -----------------------------------------------------------------
+    def edge_ops(self, row: str) -> tuple[str, ...]:
+        """Genotype ops allowed on edge `row` (`normal:3<-1`) by the edge mask (all 7 when unrestricted)."""
+        _row(row)
+        return self._edge_allowed.get(row, GENOTYPE_OPS)
+
+    def _ops_on(self, cell: str, node: int, source: int) -> tuple[str, ...]:
+        return self._edge_allowed.get(f"{cell}:{node}<-{source}", GENOTYPE_OPS)
+
+    def _edges_allowed(self, values: Sequence[Hashable]) -> bool:
+        """Whether every (edge, op) pair of the choices `values` is allowed by the edge mask."""
+        if not self._edge_allowed:
+            return True
+        for block in range(len(values) // 4):
+            cell, node = CELLS[block // 4], NODES[block % 4]
+            i0, o0, i1, o1 = values[4 * block: 4 * block + 4]
+            if o0 not in self._ops_on(cell, node, i0) or o1 not in self._ops_on(cell, node, i1):
+                return False
+        return True
+
+    def contains(self, arch: Arch) -> bool:
+        """Whether the decisions of `arch` are allowed and every (edge, op) it uses is allowed on its edge."""
+        return super().contains(arch) and self._edges_allowed(arch.choices)
+
+    def restrict(self, label: str, allowed: Sequence[Hashable]) -> DartsSpace:
+        """A sub-space (new object): decision `label`, or the genotype ops of edge row `label` (`normal:3<-1`),
+        limited to `allowed`, intersected with what this space allows."""
+        mask = self._full_mask()
+        if label in _ROWS:
+            ops = set(_edge_values(label, allowed))
+            mask[label] = [op for op in mask.get(label, GENOTYPE_OPS) if op in ops]
+        else:
+            decision = self.decisions[_decision_index(self, label)]
+            for value in allowed:
+                decision.index(value)
+            mask[label] = [c for c in mask[label] if c in set(allowed)]
+        return self._with_allowed(mask)
+
+    def restrict_json(self, mask: Mapping[str, Sequence[Hashable]] | str) -> DartsSpace:
+        """Inverse of `mask_json` (the dict or its JSON text; decision labels and edge rows)."""
+        if isinstance(mask, str):
+            mask = json.loads(mask)
+        for label, values in mask.items():
+            if label in _ROWS:
+                _edge_values(label, values)
+            else:
+                decision = self.decisions[_decision_index(self, label)]
+                for v in values:
+                    decision.index(v)
+        return self._with_allowed(mask)
+
+    def _full_mask(self) -> dict[str, list]:
+        mask: dict[str, list] = {d.label: list(a) for d, a in zip(self.decisions, self.allowed)}
+        mask.update({row: list(ops) for row, ops in self._edge_allowed.items()})
+        return mask
+
+    def _with_allowed(self, allowed: Mapping[str, Sequence[Hashable]]) -> DartsSpace:
+        """A copy with exactly the mask `allowed` (decisions and edges; `{}`: the root), its own edge-mask dict."""
+        nodes, edges = _split_mask(allowed)
+        clone = object.__new__(type(self))
+        clone.__dict__.update(self.__dict__)
+        clone.__dict__.pop("_options_cache", None)
+        Space.__init__(clone, self.decisions, nodes)
+        clone._edge_allowed = edges
+        return clone
+
+    def is_restricted(self) -> bool:
+        return super().is_restricted() or bool(self._edge_allowed)
+
+    def mask_json(self) -> dict[str, list]:
+        """Restricted decisions, then restricted edges (`"normal:3<-1": [ops]`), as JSON-ready data."""
+        mask = super().mask_json()
+        mask.update({row: list(self._edge_allowed[row]) for row in ROW_LABELS if row in self._edge_allowed})
+        return mask
+
+    # --- few-shot splitting (GM-NAS) -------------------------------------------------------------------
+    def split_units(self) -> list[tuple[str, tuple[Hashable, ...]]]:
+        """The normal-cell edges (as GM-NAS's DARTS code splits them) with their allowed genotype ops, leaving out
+        edges down to one op."""
+        return [(row, self.edge_ops(row)) for row in ROW_LABELS[:len(EDGES)] if len(self.edge_ops(row)) > 1]
+
+    def is_unsplit(self, label: str) -> bool:
+        """An edge row: whether all 7 genotype ops are still allowed on it; a decision: as `Space`."""
+        if label in _ROWS:
+            return len(self._edge_allowed.get(label, GENOTYPE_OPS)) == len(GENOTYPE_OPS)
+        return super().is_unsplit(label)
+
+    def force(self, arch: Arch, label: str, choice: Hashable) -> Arch:
+        """`arch` with edge `label` (`t<-s`) computing op `choice`: node t's pair with input s gets the op, or, when
+        t does not take s, its pair with the larger input (in1) moves to s with the op. An arch of the root space
+        (the rest may lie outside this restriction). Decision labels: as `Space.force`."""
+        if label not in _ROWS:
+            return super().force(arch, label, choice)
+        cell, node, source = _ROWS[label]
+        (op,) = _edge_values(label, [choice])
+        values = list(arch.choices)
+        b = 4 * (CELLS.index(cell) * len(NODES) + NODES.index(node))
+        if values[b] == source:
+            values[b + 1] = op
+        elif values[b + 2] == source:
+            values[b + 3] = op
+        else:  # in0 != source here, so moving in1 keeps the inputs distinct
+            values[b + 2: b + 4] = [source, op]
+        return Arch(self.root, self._canonical(values))
+
     # --- sampling, enumeration, evolution ------------------------------------------------------------
-    def _node_options(self) -> list[tuple[list[tuple[int, int]], tuple[Hashable, ...], tuple[Hashable, ...]]]:
-        """Per (cell, node): allowed canonical input pairs `(in0, in1)`, allowed op0, allowed op1."""
+    def _node_options(self) -> list[list[tuple[int, tuple[str, ...], int, tuple[str, ...]]]]:
+        """Per (cell, node): the allowed choices `(in0, ops0, in1, ops1)`, in0 < in1, each ops list the op
+        decision's allowed ops that the edge mask allows on its edge; pairs with no allowed op are left out.
+        Cached: a space's masks never change (`_with_allowed` drops the copy's cache)."""
+        cached = self.__dict__.get("_options_cache")
+        if cached is not None:
+            return cached
         out = []
         for block in range(len(self.decisions) // 4):
+            cell, node = CELLS[block // 4], NODES[block % 4]
             a_in0, a_op0, a_in1, a_op1 = self.allowed[4 * block: 4 * block + 4]
-            pairs = [(a, b) for a in a_in0 for b in a_in1 if a < b]
-            out.append((pairs, a_op0, a_op1))
+            on = [self._ops_on(cell, node, s) for s in range(node)]
+            ops0 = [tuple(o for o in a_op0 if o in on[s]) for s in range(node)]
+            ops1 = [tuple(o for o in a_op1 if o in on[s]) for s in range(node)]
+            out.append([(i0, ops0[i0], i1, ops1[i1]) for i0 in a_in0 for i1 in a_in1
+                        if i0 < i1 and ops0[i0] and ops1[i1]])
+        self._options_cache = out
         return out
 
+    @staticmethod
+    def _node_archs(choices) -> list[tuple[Hashable, Hashable, Hashable, Hashable]]:
+        """Every `(in0, op0, in1, op1)` block of a node's choices."""
+        return [(i0, a, i1, b) for i0, ops0, i1, ops1 in choices for a in ops0 for b in ops1]
+
     def size(self) -> int:
-        """Number of valid canonical genotypes in this (sub-)space, not the product of decision sizes: per node
-        the allowed input pairs with in0 < in1 times the allowed ops of both pairs (unrestricted: C(k,2) * 7^2
-        for node k, (180 * 7^8)^2 ~ 1.08e18 in all)."""
-        return math.prod(len(pairs) * len(o0) * len(o1) for pairs, o0, o1 in self._node_options())
+        """Number of valid canonical genotypes in this (sub-)space, not the product of decision sizes: per node the
+        sum over allowed input pairs (in0 < in1) of #ops allowed on edge in0 x #ops on edge in1 (unrestricted:
+        C(k,2) * 7^2 for node k, (180 * 7^8)^2 ~ 1.08e18 in all)."""
+        return math.prod(sum(len(o0) * len(o1) for _, o0, _, o1 in choices) for choices in self._node_options())
 
     def _check_nonempty(self, options) -> None:
-        for block, (pairs, _, _) in enumerate(options):
-            if not pairs:
+        for block, choices in enumerate(options):
+            if not choices:
                 cell, node = CELLS[block // 4], NODES[block % 4]
                 raise SpaceError(f"the mask leaves node {node} of the {cell} cell no pair of distinct inputs "
-                                 f"in ascending order; allow more inputs")
+                                 f"in ascending order with an allowed op on both edges; allow more inputs or ops")
 
     def sample_codes(self, rng: np.random.Generator, n: int) -> np.ndarray:
-        """`n` uniform samples over valid canonical archs as an `[n, 32]` array of candidate indices: per node a
-        uniform pair of distinct allowed inputs (sorted) and a uniform allowed op for each."""
+        """`n` uniform samples over the contained canonical archs as an `[n, 32]` array of candidate indices: per
+        node an input pair with probability proportional to its number of op pairs, then uniform allowed ops."""
         options = self._node_options()
         self._check_nonempty(options)
         cols = []
-        for pairs, ops0, ops1 in options:
-            pair_arr = np.array(pairs, dtype=np.int64)  # input ids equal their candidate indices
-            picked = pair_arr[rng.integers(0, len(pairs), size=n)]
-            idx0 = np.array([GENOTYPE_OPS.index(o) for o in ops0])
-            idx1 = np.array([GENOTYPE_OPS.index(o) for o in ops1])
-            cols += [picked[:, 0], idx0[rng.integers(0, len(idx0), size=n)],
-                     picked[:, 1], idx1[rng.integers(0, len(idx1), size=n)]]
+        for choices in options:
+            if len({(c[1], c[3]) for c in choices}) == 1:  # the same ops for every pair (no edge mask here)
+                pair_arr = np.array([(c[0], c[2]) for c in choices], dtype=np.int64)  # input id = candidate index
+                picked = pair_arr[rng.integers(0, len(choices), size=n)]
+                idx0 = np.array([GENOTYPE_OPS.index(o) for o in choices[0][1]])
+                idx1 = np.array([GENOTYPE_OPS.index(o) for o in choices[0][3]])
+                cols += [picked[:, 0], idx0[rng.integers(0, len(idx0), size=n)],
+                         picked[:, 1], idx1[rng.integers(0, len(idx1), size=n)]]
+            else:  # uniform over the node's (pair, op, op) blocks
+                table = np.array([(i0, GENOTYPE_OPS.index(a), i1, GENOTYPE_OPS.index(b))
+                                  for i0, a, i1, b in self._node_archs(choices)], dtype=np.int64)
+                picked = table[rng.integers(0, len(table), size=n)]
+                cols += [picked[:, k] for k in range(4)]
         return np.stack(cols, axis=1)
 
     def sample(self, rng: np.random.Generator, valid_only: bool = False, max_tries: int = 10_000) -> Arch:
@@ -346,8 +490,7 @@ class DartsSpace(Space):
         total = self.size()
         if total > limit:
             raise SpaceError(f"space {self.name!r} has {total} archs, too many to enumerate (limit {limit})")
-        per_node = [[(p[0], a, p[1], b) for p in pairs for a in ops0 for b in ops1]
-                    for pairs, ops0, ops1 in self._node_options()]
+        per_node = [self._node_archs(choices) for choices in self._node_options()]
         for blocks in itertools.product(*per_node):
             yield Arch(self, [v for block in blocks for v in block])
 
@@ -372,7 +515,7 @@ class DartsSpace(Space):
                     out.append(tuple(c[:4 * block] + [pairs[0][0], pairs[0][1], pairs[1][0], pairs[1][1]]
                                      + c[4 * block + 4:]))
         allowed = [set(a) for a in self.allowed]
-        return [v for v in out if all(x in a for x, a in zip(v, allowed))]
+        return [v for v in out if all(x in a for x, a in zip(v, allowed)) and self._edges_allowed(v)]
 
     def mutate(self, arch: Arch, rng: np.random.Generator) -> Arch:
         """A uniformly chosen neighbour: one op changed, or one input moved to another node (still valid and
@@ -403,7 +546,7 @@ class DartsSpace(Space):
         self._check_nonempty(options)
         net = _network(**{k: v for k, v in task.items() if k in _NETWORK_ARGS})
         values = []
-        for block, (pairs, ops0, ops1) in enumerate(options):
+        for block, node_choices in enumerate(options):
             cell = CELLS[block // 4]
 
             def cost(choice, cell=cell):
@@ -412,8 +555,7 @@ class DartsSpace(Space):
                 f = net.edge_flops(cell, i0, o0) + net.edge_flops(cell, i1, o1)
                 return (p, -f) if pick is max else (p, f)
 
-            choices = [(p[0], a, p[1], b) for p in pairs for a in ops0 for b in ops1]
-            values += pick(choices, key=cost)
+            values += pick(self._node_archs(node_choices), key=cost)
         return Arch(self, values)
 
     # --- analytic costs --------------------------------------------------------------------------
@@ -456,6 +598,48 @@ class DartsSpace(Space):
         net = _network(C, layers, num_classes, auxiliary, in_channels, stem_multiplier, image_size, search_ops,
                        counter)
         return net.fixed_flops + sum(net.edge_flops(cell, s, op) for cell, s, op in _edges(self, arch))
+
+
+def _row(label: str) -> tuple[str, int, int]:
+    try:
+        return _ROWS[label]
+    except (KeyError, TypeError):
+        raise SpaceError(f"{label!r} is not an edge row of the DARTS space; accepted: {_ROW_HINT}") from None
+
+
+def _decision_index(space: DartsSpace, label: str) -> int:
+    if label not in space._label_index:
+        raise SpaceError(f"{label!r} is neither a decision nor an edge row of the DARTS space; accepted: decision "
+                         f"labels such as normal.n3.in0 or edge rows {_ROW_HINT}")
+    return space._label_index[label]
+
+
+def _edge_values(label: str, values: Sequence[Hashable]) -> tuple[str, ...]:
+    """The genotype ops `values` of edge `label`, checked (`none` is not maskable), in `GENOTYPE_OPS` order."""
+    _row(label)
+    if isinstance(values, str):
+        values = [values]
+    for op in values:
+        if op not in GENOTYPE_OPS:
+            raise SpaceError(f"op {op!r} cannot be allowed on edge {label!r}: an edge mask takes genotype ops only "
+                             f"(none stays in the relaxation); accepted: {', '.join(GENOTYPE_OPS)}")
+    return tuple(op for op in GENOTYPE_OPS if op in set(values))
+
+
+def _split_mask(mask: Mapping[str, Sequence[Hashable]]) -> tuple[dict[str, list], dict[str, tuple[str, ...]]]:
+    """A mask split into decision entries and edge entries; edges allowing all 7 ops are dropped (unrestricted)."""
+    nodes: dict[str, list] = {}
+    edges: dict[str, tuple[str, ...]] = {}
+    for label, values in mask.items():
+        if label in _ROWS:
+            ops = _edge_values(label, values)
+            if not ops:
+                raise SpaceError(f"a mask must allow at least one genotype op on edge {label!r}")
+            if len(ops) < len(GENOTYPE_OPS):
+                edges[label] = ops
+        else:
+            nodes[label] = values
+    return nodes, edges
 
 
 def _edges(space: DartsSpace, arch: Arch) -> Iterator[tuple[str, int, str]]:

@@ -273,3 +273,178 @@ def test_largest_and_smallest(space):
                for n in range(2, 6) for j in (0, 1))
     sub = space.restrict("normal.n2.op0", ["max_pool_3x3"])
     assert sub.largest()["normal.n2.op0"] == "max_pool_3x3"
+
+
+# --- edge masks (few-shot splitting, GM-NAS) ---------------------------------------------------------------
+EDGE = "normal:3<-1"
+
+
+def uses(arch, row: str) -> str | None:
+    """The op `arch` runs on relaxation row `row` (`cell:t<-s`), or None when the edge is unused."""
+    cell, edge = row.split(":")
+    t, s = map(int, edge.split("<-"))
+    for j in (0, 1):
+        if arch[f"{cell}.n{t}.in{j}"] == s:
+            return arch[f"{cell}.n{t}.op{j}"]
+    return None
+
+
+def test_edge_mask_contains_and_sampling_agree_and_splits_partition(space):
+    group = list(GENOTYPE_OPS[:3])
+    sub = space.restrict(EDGE, group)
+    assert not space.is_restricted() and sub.is_restricted() and not sub.root.is_restricted()
+    assert sub.mask_json() == {EDGE: group}
+    rng = np.random.default_rng(10)
+    seen = collections.Counter()
+    for _ in range(1000):
+        arch = sub.sample(rng)
+        assert sub.contains(arch) and space.is_valid(arch)
+        seen[uses(arch, EDGE)] += 1
+    assert set(seen) - {None} == set(group)  # only (and every) allowed op shows on the restricted edge
+    codes = sub.sample_codes(np.random.default_rng(11), 500)
+    assert all(sub.contains(sub.decode(c)) for c in codes)
+    # restrictions compose (intersection) and leave the parent alone
+    assert sub.restrict(EDGE, GENOTYPE_OPS[2:5]).mask_json() == {EDGE: [GENOTYPE_OPS[2]]}
+    assert sub.mask_json() == {EDGE: group}
+    with pytest.raises(SpaceError, match="at least one genotype op on edge"):
+        sub.restrict(EDGE, GENOTYPE_OPS[3:])
+    # the two children of a split: an arch using the edge with op o lies in exactly the child whose group has o
+    other = space.restrict(EDGE, GENOTYPE_OPS[3:])
+    used = unused = 0
+    for _ in range(300):
+        arch = space.sample(rng)
+        op = uses(arch, EDGE)
+        if op is None:
+            unused += 1
+            assert sub.contains(arch) and other.contains(arch)
+        else:
+            used += 1
+            assert sub.contains(arch) == (op in group) and other.contains(arch) == (op not in group)
+    assert used > 100 and unused > 30
+    # evolution and extremes stay inside the sub-space
+    pools = space.restrict("normal:5<-4", ["max_pool_3x3"]).restrict(EDGE, ["avg_pool_3x3"])
+    for _ in range(200):
+        a, b = pools.sample(rng), pools.sample(rng)
+        assert pools.contains(pools.mutate(a, rng)) and pools.contains(pools.crossover(a, b, rng))
+    assert pools.contains(pools.largest()) and pools.contains(pools.smallest())
+    assert uses(pools.largest(), EDGE) in (None, "avg_pool_3x3")
+
+
+def test_edge_mask_size_matches_brute_force_and_sampling_is_uniform(space):
+    small = space
+    for label in space.labels:  # only normal nodes 3 and 4 are free (inputs all, 3 ops each)
+        decision = space.decisions[space.label_index(label)]
+        if label.rsplit(".", 1)[0] in ("normal.n3", "normal.n4"):
+            if ".op" in label:
+                small = small.restrict(label, GENOTYPE_OPS[:3])
+        elif ".op" in label:
+            small = small.restrict(label, GENOTYPE_OPS[:1])
+        else:
+            small = small.restrict(label, [decision.candidates[0]] if label.endswith("in0") else [1])
+    edged = small.restrict(EDGE, [GENOTYPE_OPS[0], GENOTYPE_OPS[5]]).restrict("normal:4<-2", GENOTYPE_OPS[1:3])
+    edged = edged.restrict("normal:4<-0", GENOTYPE_OPS[2:])
+    base = list(small.enumerate())
+    assert len(base) == small.size() == (3 * 9) * (6 * 9)
+    inside = [a for a in base if edged.contains(a)]
+    listed = list(edged.enumerate())
+    # node 3: (0,1) 3*1 + (0,2) 3*3 + (1,2) 1*3 = 15; node 4: (0,1) 1*3 + (0,2) 1*2 + (0,3) 1*3 + (1,2) 3*2
+    # + (1,3) 3*3 + (2,3) 2*3 = 29
+    assert edged.size() == len(listed) == len(set(listed)) == len(inside) == 15 * 29
+    assert set(listed) == set(inside)
+    # uniform over the contained archs: 43,500 draws over 435 archs, 100 each (sd 10)
+    counts = collections.Counter(edged.decode(c) for c in edged.sample_codes(np.random.default_rng(12), 43_500))
+    assert set(counts) == set(listed) and all(50 < c < 150 for c in counts.values())
+    empty = space.restrict("normal.n2.op0", ["sep_conv_3x3"]).restrict("normal:2<-0", ["skip_connect"])
+    assert empty.size() == 0
+    with pytest.raises(SpaceError, match="no pair of distinct inputs"):
+        empty.sample(np.random.default_rng(0))
+
+
+def test_edge_mask_relaxation_mask_and_discretize(space):
+    assert space.relaxation_mask().shape == (28, 8) and space.relaxation_mask().all()
+    rows = [label for label, _ in space.relaxation()]
+    sub = space.restrict(EDGE, ["skip_connect"]).restrict("normal:4<-1", ["avg_pool_3x3", "skip_connect"])
+    mask = sub.relaxation_mask()
+    assert list(mask[rows.index(EDGE)]) == [op in ("none", "skip_connect") for op in PRIMITIVES]
+    assert list(mask[rows.index("normal:4<-1")]) == [op in ("none", "avg_pool_3x3", "skip_connect")
+                                                     for op in PRIMITIVES]
+    assert mask.sum() == 26 * 8 + 2 + 3
+    w = np.zeros((28, 8))
+    w[:, 0] = 100.0  # `none` never wins
+    col = PRIMITIVES.index
+    w[rows.index(EDGE), [col("sep_conv_5x5"), col("skip_connect")]] = 10.0, 0.5  # heaviest op is disallowed
+    w[rows.index("normal:3<-0"), col("sep_conv_3x3")] = 2.0
+    w[rows.index("normal:3<-2"), col("max_pool_3x3")] = 1.0
+    w[rows.index("normal:4<-1"), [col("dil_conv_5x5"), col("avg_pool_3x3")]] = 10.0, 5.0
+    w[rows.index("normal:4<-3"), col("sep_conv_3x3")] = 1.0
+    unmasked = space.discretize(w)
+    assert uses(unmasked, EDGE) == "sep_conv_5x5" and uses(unmasked, "normal:4<-1") == "dil_conv_5x5"
+    arch = sub.discretize(w)
+    assert sub.contains(arch)
+    assert uses(arch, EDGE) is None  # 0.5 on its allowed op: weaker than 3<-0 and 3<-2
+    assert uses(arch, "normal:3<-0") == "sep_conv_3x3" and uses(arch, "normal:3<-2") == "max_pool_3x3"
+    assert uses(arch, "normal:4<-1") == "avg_pool_3x3" and uses(arch, "normal:4<-3") == "sep_conv_3x3"
+
+
+def test_edge_mask_json_round_trip_pickle_and_errors(space):
+    sub = space.restrict("reduce.n4.in0", [0, 1]).restrict(EDGE, ["sep_conv_3x3", "max_pool_3x3"])
+    sub = sub.restrict("reduce:5<-2", ["skip_connect"])
+    assert sub.mask_json() == {"reduce.n4.in0": [0, 1], EDGE: ["max_pool_3x3", "sep_conv_3x3"],
+                               "reduce:5<-2": ["skip_connect"]}
+    rng = np.random.default_rng(13)
+    archs = [space.sample(rng) for _ in range(300)] + [sub.sample(rng) for _ in range(50)]
+    for again in (space.restrict_json(sub.mask_json()), space.restrict_json(json.dumps(sub.mask_json()))):
+        assert again.mask_json() == sub.mask_json()
+        assert np.array_equal(again.relaxation_mask(), sub.relaxation_mask())
+        assert [again.contains(a) for a in archs] == [sub.contains(a) for a in archs]
+    assert 0 < sum(map(sub.contains, archs[:300])) < 300
+    arch = sub.sample(rng)
+    back = pickle.loads(pickle.dumps(arch))
+    assert back == arch and back.space.mask_json() == sub.mask_json() and back.space.contains(back)
+    assert space.restrict(EDGE, GENOTYPE_OPS).mask_json() == {}  # all 7 ops: unrestricted
+    for label, values, fragment in [(EDGE, ["none"], "op 'none' cannot be allowed on edge"),
+                                    (EDGE, ["conv_9x9"], "accepted: max_pool_3x3"),
+                                    ("normal:2<-2", ["skip_connect"], "neither a decision nor an edge row"),
+                                    (EDGE, [], "at least one genotype op")]:
+        with pytest.raises(SpaceError, match=fragment) as info:
+            space.restrict(label, values)
+        assert "\n" not in str(info.value)
+    with pytest.raises(SpaceError, match="op 'none' cannot"):
+        space.restrict_json({EDGE: ["none", "skip_connect"]})
+
+
+def test_split_units_is_unsplit_and_force(space):
+    units = space.split_units()
+    assert [label for label, _ in units] == [f"normal:{e}" for e in EDGE_LABELS]
+    assert all(ops == GENOTYPE_OPS for _, ops in units) and all(space.is_unsplit(label) for label, _ in units)
+    sub = space.restrict("normal:2<-0", ["skip_connect"]).restrict(EDGE, GENOTYPE_OPS[:3])
+    units = dict(sub.split_units())
+    assert len(units) == 13 and "normal:2<-0" not in units and units[EDGE] == GENOTYPE_OPS[:3]
+    assert not sub.is_unsplit(EDGE) and sub.is_unsplit("normal:3<-0") and sub.is_unsplit("reduce:3<-1")
+    assert sub.is_unsplit("normal.n3.op0") and not space.restrict("normal.n3.op0", ["skip_connect"]).is_unsplit(
+        "normal.n3.op0")
+    rng = np.random.default_rng(14)
+    rows = [label for label, _ in space.relaxation()]
+    moved = kept = 0
+    for _ in range(300):
+        arch = sub.sample(rng)
+        row = rows[int(rng.integers(0, 14))]
+        op = GENOTYPE_OPS[int(rng.integers(0, 7))]
+        forced = sub.force(arch, row, op)
+        assert uses(forced, row) == op and not forced.space.is_restricted()
+        assert space.is_valid(forced) and space.parse(forced.to_string()) == forced
+        t = row.split(":")[1].split("<-")[0]
+        block = [f"normal.n{t}.{f}" for f in ("in0", "op0", "in1", "op1")]
+        assert all(forced[x] == arch[x] for x in space.labels if x not in block)  # only node t changes
+        if uses(arch, row) is None:  # the pair with the larger input moved; the other pair stays
+            moved += 1
+            assert (arch[block[0]], arch[block[1]]) in ((forced[block[0]], forced[block[1]]),
+                                                        (forced[block[2]], forced[block[3]]))
+        else:
+            kept += 1
+            assert {forced[block[0]], forced[block[2]]} == {arch[block[0]], arch[block[2]]}
+    assert moved > 50 and kept > 50
+    arch = space.parse(DARTS_V2)
+    assert space.force(arch, "normal.n2.op0", "skip_connect")["normal.n2.op0"] == "skip_connect"
+    with pytest.raises(SpaceError, match="op 'none' cannot"):
+        space.force(arch, EDGE, "none")
