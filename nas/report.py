@@ -19,6 +19,8 @@ and regenerated from the file it names:
   runs' `metrics.csv` copies, and their last values per arm.
 - `pada:NAME`: what PA&DA's samplers did in a study's PA&DA arms (path distribution, data coverage, effective
   sample size of q, score spread) per epoch.
+- `fewshot:NAME`: a few-shot study's within-leaf ranking: Kendall tau inside each sub-supernet's archs against the
+  baseline arm ranking the same groups (from the runs' `ranking.csv` copies).
 - `registry:spaces`, `registry:strategies`: the tables of what is registered (`nas.catalog`); a new space or
   strategy appears there by registering.
 
@@ -36,6 +38,8 @@ import sys
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from .study import mean_interval
 
@@ -58,6 +62,27 @@ def _interval(entry: Mapping[str, Any], digits: int = 3) -> str:
     if entry.get("ci_low") is not None:
         text += f" [{_num(entry['ci_low'], digits)}, {_num(entry['ci_high'], digits)}]"
     return text
+
+
+def _split_cost(data: Mapping[str, Any]) -> str:
+    """A sentence per few-shot arm: the time of its split scores (gradient matching) beside its training time, and
+    the units its splits chose, per seed."""
+    parts = []
+    for arm in data["arms"]:
+        runs = [r for r in data["runs"] if r["arm"] == arm and r.get("split_score_seconds") is not None]
+        if not runs:
+            continue
+        score = float(np.median([r["split_score_seconds"] for r in runs]))
+        train = float(np.median([r["train_seconds"] for r in runs]))
+        parts.append(f"{arm}: split scores {score:.1f} s per run (median), {100 * score / max(train, 1e-9):.0f} % of "
+                     f"its {train:.0f} s of training")
+    if not parts:
+        return ""
+    units = [f"{arm} " + ", ".join(f"s{r['seed']} {' / '.join(r['split_units'])}" for r in data["runs"]
+                                   if r["arm"] == arm and r.get("split_units"))
+             for arm in data["arms"] if any(r["arm"] == arm and r.get("split_units") for r in data["runs"])]
+    return (" Cost of the few-shot arms, timed in the study's own runs (two at a time on 2 cores): "
+            + "; ".join(parts) + ". Units split (root, then its children, per seed): " + "; ".join(units) + ".")
 
 
 def study_section(name: str, results: Path, figures: bool = True) -> str:
@@ -108,6 +133,7 @@ def study_section(name: str, results: Path, figures: bool = True) -> str:
     same_steps = len({tuple(v) for v in steps.values()}) == 1
     text += (f" Every arm trains the same number of steps ({next(iter(steps.values()))[0]})." if same_steps else
              " Steps per arm: " + ", ".join(f"{a} {v}" for a, v in steps.items()) + ".")
+    text += _split_cost(data)
     if data.get("pick"):
         text += "\n\n" + "\n".join(
             f"- {arm}: " + ", ".join(f"s{r['seed']} `{r['pick']['arch']}` {_num(r['metrics']['picked_acc'], 2)}"
@@ -332,9 +358,69 @@ def registry_section(name: str, results: Path, figures: bool = True) -> str:
     return tables[name]() + "\n"
 
 
+def _ranking_rows(path: Path) -> list[dict[str, str]]:
+    import csv
+
+    with open(path, newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def _within_groups_tau(rows: list[dict[str, str]], groups: Mapping[str, str]) -> float:
+    """Kendall tau inside each group of archs (`arch -> group`), averaged with the groups' sizes as weights."""
+    import nasbench
+
+    by_group: dict[str, list[tuple[float, float]]] = {}
+    for row in rows:
+        if row["arch"] in groups and row["true_acc"] != "":
+            by_group.setdefault(groups[row["arch"]], []).append((float(row["supernet_score"]), float(row["true_acc"])))
+    taus, sizes = [], []
+    for pairs in by_group.values():
+        if len(pairs) >= 3:
+            score, truth = zip(*pairs)
+            tau = nasbench.kendall_tau(np.array(score), np.array(truth))
+            if not math.isnan(tau):
+                taus.append(tau)
+                sizes.append(len(pairs))
+    return float(np.average(taus, weights=sizes)) if taus else float("nan")
+
+
+def fewshot_section(name: str, results: Path, figures: bool = True) -> str:
+    """`fewshot:NAME`: how a few-shot study's supernets rank inside their own sub-supernets. Per few-shot run, the
+    Kendall tau within each leaf's archs (weighted by the leaf's size), beside the baseline run of the same seed
+    ranked on the same groups of archs; the gap between the study table's global tau and this one is what scoring
+    archs with different sub-supernets costs (their scores are not on one scale)."""
+    from .study import paired_difference
+
+    data = json.loads((results / name / "study.json").read_text())
+    runs_dir = results / name / "runs"
+    baseline = data["baseline"]
+    lines = ["| arm | Kendall tau within its leaves | the same groups, ranked by " + baseline
+             + " | Δ (paired) | p | global Kendall tau |", "|---|---|---|---|---|---|"]
+    for arm in data["arms"]:
+        runs = [r for r in data["runs"] if r["arm"] == arm and r.get("split_units")]
+        if not runs:
+            continue
+        own, base, overall = {}, {}, []
+        for r in runs:
+            rows = _ranking_rows(runs_dir / f"{arm}-s{r['seed']}.ranking.csv")
+            groups = {row["arch"]: row["sub_supernet"] for row in rows}
+            own[r["seed"]] = _within_groups_tau(rows, groups)
+            base[r["seed"]] = _within_groups_tau(_ranking_rows(runs_dir / f"{baseline}-s{r['seed']}.ranking.csv"),
+                                                 groups)
+            overall.append(r["metrics"]["kendall_tau"])
+        diff = paired_difference(own, base)
+        lines.append(f"| {arm} | {_interval(mean_interval(list(own.values())))} | "
+                     f"{_interval(mean_interval(list(base.values())))} | {_interval(diff)} | {_num(diff['p_value'])} | "
+                     f"{_interval(mean_interval(overall))} |")
+    return ("\n".join(lines) + "\n\nMean [95 % t-interval] over seeds; within-leaf taus are averaged over a run's "
+            "leaves with their sizes as weights, and the baseline column ranks the same groups of archs with the "
+            f"baseline run of the same seed (one supernet for all of them). Files: `results/{name}/runs/"
+            "*.ranking.csv` (`nas rank` of every run; the few-shot ones name the leaf of every arch).\n")
+
+
 SECTIONS: dict[str, Callable[[str, Path, bool], str]] = {
     "study": study_section, "benchmark": benchmark_section, "json": json_section, "curves": curves_section,
-    "pada": pada_section, "registry": registry_section,
+    "pada": pada_section, "registry": registry_section, "fewshot": fewshot_section,
 }
 
 

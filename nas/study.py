@@ -230,8 +230,8 @@ def run_one(study: Study, arm: Arm, seed: int, argv: Sequence[str]) -> dict[str,
         "arm": arm.name, "seed": seed, "run_dir": str(run_path), "metrics": {}, "intervals": {},
         "steps": summary_data["steps"], "train_seconds": summary_data["train_seconds_this_invocation"],
         "final_train_acc": summary_data["final_train_acc"],
-        **({"split_score_seconds": summary_data["split"]["score_seconds_this_invocation"]}
-           if "split" in summary_data else {}),
+        **({"split_score_seconds": summary_data["split"]["score_seconds_this_invocation"],
+            "split_units": summary_data["split"]["units"]} if "split" in summary_data else {}),
     }
     if study.rank:
         result = json.loads(ranking.read_text())
@@ -367,7 +367,9 @@ def paired_difference(values: Mapping[int, float], baseline: Mapping[int, float]
 
 
 def write_results(study: Study, records: list[dict[str, Any]], argv: Sequence[str]) -> Path:
-    """Aggregate the run records into `results/<name>/study.json` and copy each run's metrics.csv beside it."""
+    """Aggregate the run records into `results/<name>/study.json` and copy each run's metrics.csv beside it (and,
+    where a study has few-shot arms, every run's ranking.csv and the few-shot runs' split.json: the within-leaf
+    analysis of the report reads them)."""
     from . import rank, rundir
 
     out = study.results_dir / study.name
@@ -377,6 +379,12 @@ def write_results(study: Study, records: list[dict[str, Any]], argv: Sequence[st
         source = Path(record["run_dir"]) / "metrics.csv"
         if source.is_file():
             shutil.copyfile(source, out / "runs" / f"{record['arm']}-s{record['seed']}.csv")
+    if any("split_units" in r for r in records):
+        for record in records:
+            for name, suffix in (("ranking.csv", "ranking.csv"), ("split.json", "split.json")):
+                source = Path(record["run_dir"]) / name
+                if source.is_file():
+                    shutil.copyfile(source, out / "runs" / f"{record['arm']}-s{record['seed']}.{suffix}")
     by_arm = {a.name: {r["seed"]: r["metrics"] for r in records if r["arm"] == a.name} for a in study.arms}
     arms = {}
     for arm in study.arms:
