@@ -281,3 +281,72 @@ def test_bad_split_settings_are_one_sentence_errors(tmp_path, capsys, args, mess
     assert code == 2
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err and not out.exists()
+
+
+def test_darts_edge_scores_force_the_edge_and_leave_its_modules_out():
+    """On the DARTS supernet a unit is one normal-cell edge: its candidates are forced one-hot into the probe's
+    relaxed weights, and the gradient vector is every other edge's modules (the reduce cells' too), by name."""
+    from searchspaces.darts import GENOTYPE_OPS, ROW_LABELS
+    from supernets import ArchWeights
+
+    space = searchspaces.get("darts")
+    torch.manual_seed(0)
+    net = supernets.build(space, num_classes=10, in_channels=1, C=2, layers=3)
+    unit = "normal:3<-1"
+    row = ROW_LABELS.index(unit)
+    probe = ArchWeights(torch.softmax(torch.randn(28, 8, generator=torch.Generator().manual_seed(2)), dim=1))
+    batches = _tiny_batches(1)
+    rest = [(n, p) for n, p in net.named_parameters() if ".edges." in n
+            and not (net.cells[int(n.split(".")[1])].kind == "normal" and f".edges.{unit.split(':')[1]}." in n)]
+    vectors = []
+    for op in GENOTYPE_OPS:
+        w = probe.weights.clone()
+        w[row] = 0
+        w[row, 1 + GENOTYPE_OPS.index(op)] = 1
+        loss = F.cross_entropy(net(batches[0].x, ArchWeights(w)), batches[0].y)
+        grads = torch.autograd.grad(loss, [p for _, p in rest], allow_unused=True)
+        vectors.append(torch.cat([(torch.zeros_like(p) if g is None else g).flatten() for (_, p), g in zip(rest, grads)]
+                                 ).double())
+    V = torch.stack(vectors)
+    n = V.norm(dim=1)
+    expected = (1 - V @ V.T / (n[:, None] * n[None, :] + 1e-6)).numpy()
+    got = gm.gradient_distances(net, space, unit, GENOTYPE_OPS, iter(batches), lambda: probe, repeats=1)
+    np.testing.assert_allclose(got, expected, rtol=1e-7, atol=1e-9)
+    child = space.restrict(unit, ["sep_conv_3x3", "skip_connect"])
+    assert [u for u, _ in child.split_units()] == [u for u in ROW_LABELS[:14]]  # 3<-1 keeps two ops: still a unit
+    assert not child.is_unsplit(unit) and child.is_unsplit("normal:2<-0")
+
+
+def test_relaxed_strategy_in_a_darts_sub_supernet_weighs_only_the_allowed_ops():
+    import strategies
+    from searchspaces.darts import PRIMITIVES, ROW_LABELS
+
+    space = searchspaces.get("darts").restrict("normal:3<-1", ["sep_conv_3x3", "skip_connect"])
+    net = supernets.build(searchspaces.get("darts"), num_classes=10, in_channels=1, C=2, layers=3).restrict(space)
+    strategy = strategies.get("darts")
+    strategy.setup(net, space, 0)
+    weights = strategy.probe(np.random.default_rng(0)).weights
+    row = ROW_LABELS.index("normal:3<-1")
+    allowed = {PRIMITIVES.index(o) for o in ("none", "sep_conv_3x3", "skip_connect")}
+    assert all((weights[row, k] > 0) == (k in allowed) for k in range(len(PRIMITIVES)))
+    assert torch.allclose(weights.sum(dim=1), torch.ones(28))
+    derived = strategy.derive()
+    assert space.contains(derived)
+
+
+@pytest.mark.slow
+def test_darts_split_run_keeps_every_leafs_pick_inside_its_edge_mask(tmp_path):
+    out = tmp_path / "darts"
+    assert main(["search", "--space", "darts", "--strategy", "darts", "--dataset", "digits", "--epochs", "2",
+                 "--split", "random", "--split-epochs", "1", "--quiet", "--out", str(out), "--set", "supernet.C=2",
+                 "--set", "supernet.layers=3", "--set", "train.batch_size=256", "--set", "eval.sample_check=0",
+                 "--set", "eval.monitor_archs=0"]) == 0
+    tree = json.loads((out / "split.json").read_text())
+    space = searchspaces.get("darts")
+    unit = tree["nodes"]["0"]["split"]["unit"]
+    assert unit.startswith("normal:") and len(tree["leaves"]) == 2
+    arch = json.loads((out / "arch.json").read_text())
+    for pick in arch["leaf_picks"]:
+        mask = tree["nodes"][pick["subnet"]]["mask"]
+        assert list(mask) == [unit] and space.restrict_json(mask).contains(space.parse(pick["arch"]))
+        assert pick["method"] == "darts.derive"
