@@ -327,6 +327,11 @@ def _validate_split(config: Config) -> None:
     if not sp["epochs"]:
         raise UserError(f"split.method={sp['method']} needs split.epochs (--split-epochs), the epochs after which "
                         "the supernets are split, e.g. 20,40")
+    units = len(searchspaces.get(config["space"]["name"]).split_units())
+    if len(sp["epochs"]) > units:
+        raise UserError(f"split.epochs={sp['epochs']} asks for {len(sp['epochs'])} splits, but space "
+                        f"{config['space']['name']} has {units} units to split along (each split uses one up); give "
+                        f"at most {units} split epochs")
     if sp["epochs"][-1] >= epochs:
         raise UserError(f"split.epochs={sp['epochs']} must all lie before the end of training "
                         f"(train.epochs={epochs}); a sub-supernet needs at least one epoch after its split")
