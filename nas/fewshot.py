@@ -178,8 +178,10 @@ class FewShotTrainer:
         return self.tree
 
     def _visit(self, node: Node) -> None:
+        built = None
         if node.status == "pending":
-            _, subspace, _, trainer = self.build(node)
+            built = self.build(node)
+            _, subspace, _, trainer = built
             where = "the whole space" if not node.mask else f"mask {json.dumps(node.mask)}"
             self.reporter.info(f"sub-supernet {node.id} ({where}, {subspace.size():,} archs): epochs "
                                f"{trainer.state.epoch + 1}-{node.end}")
@@ -188,15 +190,16 @@ class FewShotTrainer:
             node.status = "trained"
             self.tree.save(self.run_path)
         if node.status == "trained" and node.end < self.tree.total:
-            self._split(node)
+            self._split(node, built)
             node.status = "split"
             self.tree.save(self.run_path)
         for child in node.children:
             self._visit(self.tree.nodes[child])
 
     # --- splitting -------------------------------------------------------------------------------
-    def _split(self, node: Node) -> None:
-        net, subspace, strategy, trainer = self.build(node)
+    def _split(self, node: Node, built=None) -> None:
+        """Score and split a trained node (`built`: its supernet, space, strategy and trainer, if in memory)."""
+        net, subspace, strategy, _ = built or self.build(node)
         units = [(u, c) for u, c in subspace.split_units() if subspace.is_unsplit(u)]
         if not units:
             raise UserError(f"sub-supernet {node.id} has no unsplit unit left to split at epoch {node.end}; use "

@@ -168,34 +168,15 @@ def run_search(config: dict, run_path: Path, argv: Sequence[str], quiet: bool = 
             if report.get("alpha_history"):
                 plots.alpha_history(run_path / "plots" / "alphas.png", report)
 
-        evaluator = make_evaluator(config, net, bundle, "valid") if bundle.valid is not None else None
-        population = _sample_check(config, space, bundle, reporter, lambda archs: [evaluator(a) for a in archs])
+        population = _sample_check(config, space, bundle, reporter, lambda archs: list(map(
+            make_evaluator(config, net, bundle, "valid"), archs)))
         search_started = time.perf_counter()
         arch_info = _pick_arch(config, net, space, strategy, bundle, reporter)
         search_s = time.perf_counter() - search_started
         if arch_info is not None:
             atomic_write_json(run_path / "arch.json", arch_info)
-        last_row = state.rows[-1] if state.rows else {}
-        summary = {
-            "status": "complete",
-            "run_dir": str(run_path),
-            "space": space.name,
-            "strategy": strategy.name,
-            "dataset": bundle.name,
-            "seed": config["seed"],
-            "epochs": state.epoch,
-            "steps": state.global_step,
-            "final_train_loss": last_row.get("train_loss"),
-            "final_train_acc": last_row.get("train_acc"),
-            "best_arch": arch_info["arch"] if arch_info else None,
-            "best_score": arch_info["score"] if arch_info else None,
-            "best_test_acc_inherited": arch_info.get("test_acc_inherited") if arch_info else None,
-            "sampled_archs_valid_acc": population,
-            "train_seconds_this_invocation": round(train_s, 2),
-            "search_seconds": round(search_s, 2),
-            "total_seconds_this_invocation": round(time.perf_counter() - started, 2),
-            "data": bundle.info,
-        }
+        summary = _summary(config, run_path, space.name, strategy.name, bundle, state.epoch, state.global_step,
+                           state.rows, arch_info, population, train_s, search_s, started)
         atomic_write_json(run_path / "summary.json", summary)
         if arch_info:
             reporter.info(f"best arch {arch_info['arch']}  {arch_info['metric']} {arch_info['score']:.2f}%"
@@ -206,6 +187,28 @@ def run_search(config: dict, run_path: Path, argv: Sequence[str], quiet: bool = 
         return summary
     finally:
         reporter.close()
+
+
+def _summary(config: dict, run_path: Path, space: str, strategy: str, bundle, epochs: int, steps: int,
+             rows: list[dict[str, Any]], best: dict[str, Any] | None, population: dict[str, Any] | None,
+             train_s: float, search_s: float, started: float, **extra: Any) -> dict[str, Any]:
+    """summary.json of a finished search: what ran, the last epoch's figures, the picked arch, timings; `extra`
+    adds what a kind of run has besides (a few-shot run's split)."""
+    last_row = rows[-1] if rows else {}
+    return {
+        "status": "complete", "run_dir": str(run_path), "space": space, "strategy": strategy,
+        "dataset": bundle.name, "seed": config["seed"], "epochs": epochs, "steps": steps,
+        "final_train_loss": last_row.get("train_loss"), "final_train_acc": last_row.get("train_acc"),
+        "best_arch": best["arch"] if best else None,
+        "best_score": best["score"] if best else None,
+        "best_test_acc_inherited": best.get("test_acc_inherited") if best else None,
+        "sampled_archs_valid_acc": population,
+        **extra,
+        "train_seconds_this_invocation": round(train_s, 2),
+        "search_seconds": round(search_s, 2),
+        "total_seconds_this_invocation": round(time.perf_counter() - started, 2),
+        "data": bundle.info,
+    }
 
 
 def _sample_check(config: dict, space, bundle, reporter: Reporter,
@@ -261,31 +264,12 @@ def _run_split(config: dict, run_path: Path, device, reporter: Reporter, resume:
     if best is not None:
         atomic_write_json(run_path / "arch.json", {**best, "selection": f"best {best['metric']} over the picks of "
                                                    f"{len(leaves)} sub-supernets", "leaf_picks": picks})
-    last_row = rows[-1] if rows else {}
-    summary = {
-        "status": "complete",
-        "run_dir": str(run_path),
-        "space": space.name,
-        "strategy": config["strategy"]["name"],
-        "dataset": bundle.name,
-        "seed": config["seed"],
-        "epochs": tree.total,
-        "steps": sum(int(row.get("steps", 0)) for row in rows),
-        "final_train_loss": last_row.get("train_loss"),
-        "final_train_acc": last_row.get("train_acc"),
-        "best_arch": best["arch"] if best else None,
-        "best_score": best["score"] if best else None,
-        "best_test_acc_inherited": best.get("test_acc_inherited") if best else None,
-        "best_subnet": best["subnet"] if best else None,
-        "sampled_archs_valid_acc": population,
-        "split": {"method": tree.method, "epochs": tree.epochs, "sub_supernets": len(leaves),
-                  "units": [n.split["unit"] for n in tree.walk() if n.split],
-                  "score_seconds_this_invocation": round(trainer.score_seconds, 2)},
-        "train_seconds_this_invocation": round(train_s, 2),
-        "search_seconds": round(search_s, 2),
-        "total_seconds_this_invocation": round(time.perf_counter() - started, 2),
-        "data": bundle.info,
-    }
+    summary = _summary(config, run_path, space.name, config["strategy"]["name"], bundle, tree.total,
+                       sum(int(row.get("steps", 0)) for row in rows), rows, best, population, train_s, search_s,
+                       started, best_subnet=best["subnet"] if best else None,
+                       split={"method": tree.method, "epochs": tree.epochs, "sub_supernets": len(leaves),
+                              "units": [n.split["unit"] for n in tree.walk() if n.split],
+                              "score_seconds_this_invocation": round(trainer.score_seconds, 2)})
     atomic_write_json(run_path / "summary.json", summary)
     if best:
         reporter.info(f"best arch {best['arch']} (sub-supernet {best['subnet']})  {best['metric']} "
