@@ -279,7 +279,8 @@ def _validate_combinations(config: Config) -> None:
             f"train.warmup_epochs={train['warmup_epochs']} leaves no epoch after warm-up; "
             f"use fewer than train.epochs={train['epochs']}"
         )
-    if strategies.strategy_class(config["strategy"]["name"]).uses_arch_step and data["valid_fraction"] == 0:
+    strategy_class = strategies.strategy_class(config["strategy"]["name"])
+    if (strategy_class.uses_arch_step or strategy_class.needs_valid_split) and data["valid_fraction"] == 0:
         raise UserError(f"strategy {config['strategy']['name']} updates its architecture on a validation split; "
                         "set data.valid_fraction > 0")
     needs_valid = (search["method"] != "none" and search["split"] == "valid") or ev["monitor_archs"] > 0

@@ -184,7 +184,8 @@ def _derives(config: dict) -> bool:
     """Whether the config's strategy picks its own arch (`derive`): the gradient methods do."""
     import strategies
 
-    return strategies.strategy_class(config["strategy"]["name"]).uses_arch_step
+    return (strategies.strategy_class(config["strategy"]["name"]).derives_arch
+            and config["strategy"].get("derive") != "search")  # ENAS may leave its pick to the search
 
 
 # --- running ---------------------------------------------------------------------------------------------

@@ -270,6 +270,23 @@ class Space:
                 return arch
         raise SpaceError(f"no valid arch found in {max_tries} samples of space {self.name!r}")
 
+    def allowed_next(self, position: int, prefix: np.ndarray) -> np.ndarray:
+        """Which candidates of decision `position` may follow the choices already made: `prefix` is a `[B,
+        position]` array of candidate indices of decisions 0..position-1 (one row per sequence being sampled), the
+        result a boolean `[B, candidates]` array. A sequential sampler (the ENAS controller) that draws every
+        decision from its allowed candidates makes only archs this space contains, in canonical form, with the
+        codes it drew (`decode(codes).codes() == codes`). By default the mask of the decision, whatever came
+        before; spaces whose decisions constrain each other (DARTS's input pairs and edge masks, MobileNet's
+        inactive blocks) override it. Validity that only the finished arch shows (NB201's unreachable output)
+        is not a constraint here."""
+        row = self.mask_matrix()[position, : len(self.decisions[position].candidates)]
+        return np.broadcast_to(row, (len(prefix), len(row))).copy()
+
+    def input_labels(self) -> tuple[str, ...]:
+        """Labels of the decisions that pick an earlier node of a cell as an input (DARTS); none by default. ENAS
+        bounds their logits differently from an op's (specs/ALGORITHMS.md §5.1)."""
+        return ()
+
     def enumerate(self, valid_only: bool = False, limit: int = 10_000_000) -> Iterator[Arch]:
         """Every arch of this (sub-)space in lexicographic code order."""
         if self.size() > limit:

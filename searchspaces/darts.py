@@ -480,6 +480,38 @@ class DartsSpace(Space):
                 cols += [picked[:, k] for k in range(4)]
         return np.stack(cols, axis=1)
 
+    def allowed_next(self, position: int, prefix: np.ndarray) -> np.ndarray:
+        """Per row of `prefix`, the candidates of decision `position` that some allowed `(in0, op0, in1, op1)` of
+        its node still permits after the node's earlier choices: inputs distinct and ascending (the canonical
+        form), ops allowed by the decision and by the edge mask on the chosen input's edge."""
+        block, field = divmod(position, 4)
+        options = self._node_options()[block]
+        self._check_nonempty([options])
+        width = len(self.decisions[position].candidates)
+        start = 4 * block
+        out = np.zeros((len(prefix), width), dtype=bool)
+        rows: dict[tuple[int, ...], np.ndarray] = {}
+        for r, made in enumerate(np.asarray(prefix)[:, start:position].tolist()):
+            key = tuple(made)
+            if key not in rows:
+                allowed = np.zeros(width, dtype=bool)
+                for i0, ops0, i1, ops1 in options:
+                    if field >= 1 and i0 != key[0]:
+                        continue
+                    if field >= 2 and GENOTYPE_OPS[key[1]] not in ops0:
+                        continue
+                    if field >= 3 and i1 != key[2]:
+                        continue
+                    if field == 0:
+                        allowed[i0] = True
+                    elif field == 2:
+                        allowed[i1] = True
+                    else:
+                        allowed[[GENOTYPE_OPS.index(o) for o in (ops0 if field == 1 else ops1)]] = True
+                rows[key] = allowed
+            out[r] = rows[key]
+        return out
+
     def sample(self, rng: np.random.Generator, valid_only: bool = False, max_tries: int = 10_000) -> Arch:
         """One arch uniformly over the valid canonical archs of this (sub-)space (`valid_only` is implied)."""
         codes = self.sample_codes(rng, 1)[0]

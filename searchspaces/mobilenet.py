@@ -287,6 +287,22 @@ class MobileNetSpace(Space):
             total *= sum(int(np.prod(per_block[:d], dtype=object)) for d in self.allowed[s])
         return total
 
+    def allowed_next(self, position: int, prefix: np.ndarray) -> np.ndarray:
+        """The mask of the decision, except that a block beyond its stage's chosen depth (the depths come first)
+        has only its nulled value: a sequential sampler then spends no choice on blocks that do not run."""
+        allowed = super().allowed_next(position, prefix)
+        if position < NUM_STAGES:
+            return allowed
+        offset = position - NUM_STAGES
+        kind, rest = divmod(offset, NUM_STAGES * MAX_BLOCKS)
+        stage, block = divmod(rest, MAX_BLOCKS)
+        depths = np.asarray(self.decisions[stage].candidates)[np.asarray(prefix)[:, stage]]
+        inactive = depths <= block
+        null = self.decisions[position].candidates.index(KERNELS[0] if kind == 0 else EXPANDS[0])
+        allowed[inactive] = False
+        allowed[inactive, null] = True
+        return allowed
+
     def sample(self, rng: np.random.Generator, valid_only: bool = False, max_tries: int = 10_000) -> Arch:
         """Depth per stage, then kernel and expand ratio per block, each uniform over the allowed values (the
         once-for-all sampler); the choices of inactive blocks are nulled."""

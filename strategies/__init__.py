@@ -23,6 +23,7 @@ from .pada import PADAStrategy
 from .differentiable import DARTSStrategy, DrNASStrategy, GDASStrategy, RelaxedStrategy
 from .sandwich import SandwichStrategy
 from .shiftnas import ShiftNASStrategy
+from .enas import ENASStrategy
 # isort: on
 
 
@@ -50,8 +51,8 @@ def get(name: str, **opts: Any) -> Strategy:
 
 
 __all__ = [
-    "ArchStepContext", "DARTSStrategy", "DESCRIPTIONS", "DrNASStrategy", "descriptions", "entries", "entry",
-    "GDASStrategy", "get", "LossContext", "names", "PADAStrategy", "random_search", "register_strategy",
+    "ArchStepContext", "DARTSStrategy", "DESCRIPTIONS", "DrNASStrategy", "descriptions", "ENASStrategy", "entries",
+    "entry", "GDASStrategy", "get", "LossContext", "names", "PADAStrategy", "random_search", "register_strategy",
     "regularized_evolution", "RelaxedStrategy", "SandwichStrategy", "search", "SEARCHERS", "SearchResult",
     "ShiftNASStrategy", "StepContext", "Strategy", "StrategyEntry", "strategy_class", "UniformStrategy",
 ]

@@ -111,6 +111,11 @@ class Strategy:
     name: str = "base"
     OPTIONS: dict[str, Option] = {}
     uses_arch_step: bool = False
+    # Whether the strategy reads the validation split itself (ENAS rewards its controller there); the config then
+    # refuses data.valid_fraction=0, as it does for `uses_arch_step`.
+    needs_valid_split: bool = False
+    # Whether `derive` gives the final arch (a study of picked archs may then run without a search).
+    derives_arch: bool = False
 
     def __init__(self, **opts: Any):
         unknown = sorted(set(opts) - set(self.OPTIONS))

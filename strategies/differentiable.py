@@ -61,6 +61,7 @@ class RelaxedStrategy(Strategy):
     (`arch_regulariser`) or its own architecture gradient (DARTS's second order). Not registered itself."""
 
     uses_arch_step = True
+    derives_arch = True
     OPTIONS = {**ARCH_ADAM_OPTIONS, "arch_weight_decay": ARCH_WEIGHT_DECAY}
 
     def mode(self) -> str:
