@@ -1,5 +1,5 @@
-"""The `nas` command: `nas search`, `nas train`, `nas rank`, `nas tune`, `nas bench build`, `nas list`, `nas arch info`,
-`nas config keys`.
+"""The `nas` command: `nas search`, `nas train`, `nas rank`, `nas tune`, `nas study`, `nas bench build`, `nas list`,
+`nas analyze controller`, `nas arch info`, `nas config keys`.
 
 User errors (bad flags, config values, arch strings, files) print one line `nas: error: ...` and exit 2;
 an interrupted search tells how to resume and exits 130.
@@ -168,6 +168,26 @@ def _build_parser() -> argparse.ArgumentParser:
     keys.add_argument("--strategy", help="strategy whose options to list (default: the config default)")
     keys.add_argument("--dataset", help="dataset whose presets apply (default: the config default)")
     keys.add_argument("--json", action="store_true", help="print JSON")
+
+    analyze = sub.add_parser("analyze", help="analyses of trained runs")
+    analyze_sub = analyze.add_subparsers(dest="analyze_command", metavar="ANALYSIS", parser_class=_Parser)
+    ctl = analyze_sub.add_parser(
+        "controller", help="ENAS: does the controller's hidden state remember the arch it drew?",
+        description="The hidden-state analysis of Adam & Lorraine: sample archs from each run's trained ENAS "
+                    "controller and from its untrained initialisation, and correlate the distances of their hidden "
+                    "states with common ops, common connections, graph edit distance and the difference of benchmark "
+                    "accuracy over every pair. Writes analysis/controller.json and .png in each run.")
+    ctl.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="run directories of nas search --strategy enas")
+    ctl.add_argument("--samples", type=int, default=100, help="archs drawn per controller (default 100)")
+    ctl.add_argument("--seed", type=int, default=0, help="seed of the draws (default 0)")
+    ctl.add_argument("--benchmark", metavar="NAME|DIR|none",
+                     help="benchmark for the accuracy differences (default: one of the space with the run's dataset)")
+    ctl.add_argument("--dataset", help="benchmark dataset (default: the run's dataset)")
+    ctl.add_argument("--metric", default="test_acc", help="benchmark metric (default test_acc)")
+    ctl.add_argument("--ged-timeout", type=float, default=1.0, metavar="S",
+                     help="seconds per pair for the graph edit distance search; longer: best found (default 1)")
+    ctl.add_argument("--out", help="also write the combined table of all runs to this JSON file")
+    ctl.add_argument("--quiet", action="store_true", help="no console output")
 
     arch = sub.add_parser("arch", help="inspect architectures")
     arch_sub = arch.add_subparsers(dest="arch_command", metavar="ACTION", parser_class=_Parser)
@@ -344,6 +364,27 @@ def _cmd_rank(args: argparse.Namespace) -> int:
         eval_batch_size=args.eval_batch_size, out=Path(args.out) if args.out else None, n_boot=args.bootstrap,
         quiet=args.quiet, dedup=args.dedup,
     )
+    return 0
+
+
+def _cmd_analyze_controller(args: argparse.Namespace, argv: Sequence[str]) -> int:
+    from . import analyze
+    from .progress import Reporter
+
+    if args.samples < 3:
+        raise UserError(f"--samples must be at least 3 (pairs to correlate), got {args.samples}")
+    if args.ged_timeout <= 0:
+        raise UserError(f"--ged-timeout must be positive, got {args.ged_timeout}")
+    for run_dir in args.run_dirs:
+        if not Path(run_dir).is_dir():
+            raise UserError(f"run directory {run_dir} does not exist")
+    result = analyze.analyse_runs(
+        [Path(r) for r in args.run_dirs], samples=args.samples, seed=args.seed, benchmark=args.benchmark,
+        dataset=args.dataset, metric=args.metric, ged_timeout=args.ged_timeout,
+        out=Path(args.out) if args.out else None, reporter=Reporter(quiet=args.quiet),
+        command="nas " + shlex.join(argv))
+    if not args.quiet:
+        print(analyze.format_table(result["table"]))
     return 0
 
 
@@ -652,6 +693,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _cmd_list(args)
         if args.command == "config" and args.config_command == "keys":
             return _cmd_config_keys(args)
+        if args.command == "analyze" and args.analyze_command == "controller":
+            return _cmd_analyze_controller(args, argv)
         if args.command == "arch" and args.arch_command == "info":
             return _cmd_arch_info(args)
         parser.print_help(sys.stderr)

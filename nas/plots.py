@@ -115,3 +115,21 @@ def split_distances(path: Path, splits: list[tuple[str, dict[str, Any]]]) -> Pat
                  fontsize=9)
     fig.tight_layout()
     return save_figure(fig, path)
+
+
+def controller_hidden_states(path: Path, pairs: dict[str, dict[str, Any]], labels: dict[str, str]) -> Path:
+    """One row per controller (random, trained), one panel per measure: the L2 distance of two archs' hidden
+    states against how alike the archs are, over every pair (the hidden-state analysis of Adam & Lorraine)."""
+    plt = pyplot()
+    measures = [m for m in labels if m in next(iter(pairs.values()))]
+    fig, axes = plt.subplots(len(pairs), len(measures), figsize=(3.4 * len(measures), 2.9 * len(pairs)), dpi=100,
+                             squeeze=False)
+    for r, (kind, values) in enumerate(pairs.items()):
+        for c, measure in enumerate(measures):
+            ax = axes[r][c]
+            ax.scatter(values[measure], values["hidden_l2"], s=3, alpha=0.3)
+            ax.set_xlabel(labels[measure])
+            if c == 0:
+                ax.set_ylabel(f"{kind}\nhidden-state L2 distance")
+    fig.tight_layout()
+    return save_figure(fig, path)

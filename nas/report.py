@@ -21,6 +21,8 @@ and regenerated from the file it names:
   sample size of q, score spread) per epoch.
 - `fewshot:NAME`: a few-shot study's within-leaf ranking: Kendall tau inside each sub-supernet's archs against the
   baseline arm ranking the same groups (from the runs' `ranking.csv` copies).
+- `controller:NAME`: an ENAS study's controllers (entropy, reward, cost per arm) and the hidden-state analysis of
+  `results/NAME/controller_analysis.json` beside Adam & Lorraine's table.
 - `registry:spaces`, `registry:strategies`: the tables of what is registered (`nas.catalog`); a new space or
   strategy appears there by registering.
 
@@ -418,9 +420,52 @@ def fewshot_section(name: str, results: Path, figures: bool = True) -> str:
             "*.ranking.csv` (`nas rank` of every run; the few-shot ones name the leaf of every arch).\n")
 
 
+def controller_section(name: str, results: Path, figures: bool = True) -> str:
+    """`controller:NAME`: the ENAS controllers of a study. What they did per arm (the last epoch's policy entropy
+    against the uniform policy's, the mean reward accuracy, the controller phase's seconds per epoch, from the runs'
+    `metrics.csv` copies), then the hidden-state analysis of `results/NAME/controller_analysis.json` (`nas analyze
+    controller ... --out`) laid out as Adam & Lorraine's table, their values beside it."""
+    from .analyze import MEASURE_LABELS, MEASURES, PAPER_TABLE
+
+    rows = _run_rows(results, name)
+    arms = sorted({arm for arm, _ in rows if any("controller_entropy" in r for r in rows[(arm, _)])})
+    lines = ["| arm | policy entropy, last epoch (nats) | reward accuracy, last epoch | controller phase (s / epoch) "
+             "| shared phase (s / epoch) |", "|---|---|---|---|---|"]
+    for arm in arms:
+        runs = [r for (a, _), r in sorted(rows.items()) if a == arm]
+        last = [r[-1] for r in runs]
+        entropy = mean_interval([float(r["controller_entropy"]) for r in last])
+        accuracy = mean_interval([100 * float(r["controller_accuracy"]) for r in last])
+        phase = float(np.median([float(x["controller_seconds"]) for r in runs for x in r]))
+        shared = float(np.median([float(x["epoch_time_s"]) - float(x["controller_seconds"]) for r in runs for x in r]))
+        lines.append(f"| {arm} | {_interval(entropy, 2)} | {_interval(accuracy, 1)} % | {phase:.1f} | {shared:.1f} |")
+    data = json.loads((results / name / "controller_analysis.json").read_text())
+    header = "| controller | " + " | ".join(MEASURE_LABELS[m] for m in MEASURES) + " | distinct archs | runs |"
+    table = [header, "|---" * (len(MEASURES) + 3) + "|"]
+    for key, entry in data["table"].items():
+        cells = [_interval(entry[m]) for m in MEASURES]
+        table.append(f"| {key} | " + " | ".join(cells) + f" | {entry['distinct_archs']:.0f} of {data['samples']} "
+                     f"| {entry['runs']} |")
+    for kind, values in PAPER_TABLE.items():
+        table.append(f"| paper (PTB): {kind} | " + " | ".join(_num(values[m]) for m in MEASURES) + " | | |")
+    pairs = sorted({r["correlations"]["l2"]["abs_perf_diff"]["pairs"] for r in data["runs"]})
+    truth = data["runs"][0].get("truth")
+    text = "\n".join(lines) + "\n\nThe uniform policy's entropy over NB201's 6 edges is 6 ln 5 = 9.66 nats.\n\n"
+    text += "\n".join(table) + "\n\n"
+    text += (f"Spearman correlation between the L2 distance of two archs' final hidden states and each measure, over "
+             f"the {data['samples'] * (data['samples'] - 1) // 2:,} pairs of {data['samples']} archs drawn from each "
+             "controller (mean [95 % t-interval] over runs); `random` is each run's controller before its first "
+             "step. A controller that remembers its decisions shows negative, negative, positive, positive. The "
+             "accuracy differences count only pairs whose archs both have a class in the benchmark "
+             f"({', '.join(map(str, pairs))} pairs per controller"
+             + (f", `{truth['benchmark']}` {truth['dataset']} {truth['metric']}" if truth else "") + ").")
+    text += f" Command: `{data.get('command', 'nas analyze controller')}`.\n"
+    return text
+
+
 SECTIONS: dict[str, Callable[[str, Path, bool], str]] = {
     "study": study_section, "benchmark": benchmark_section, "json": json_section, "curves": curves_section,
-    "pada": pada_section, "registry": registry_section, "fewshot": fewshot_section,
+    "pada": pada_section, "registry": registry_section, "fewshot": fewshot_section, "controller": controller_section,
 }
 
 

@@ -402,6 +402,22 @@ class Space:
         weights[np.arange(len(codes)), codes] = 1.0
         return weights, tuple(codes)
 
+    # --- graphs ------------------------------------------------------------------------------------
+    def to_graph(self, arch: Arch):
+        """`arch` as a networkx DiGraph whose nodes carry a `role` and whose edges carry an `op`, for graph
+        measures (edit distances, common connections). By default a chain: one node per decision, in order, with
+        role `label=choice`; cell spaces override it with their cell DAGs (NB201, DARTS)."""
+        import networkx as nx
+
+        graph = nx.DiGraph(arch=arch.to_string())
+        graph.add_node("input", role="input")
+        previous = "input"
+        for label, choice in zip(self.labels, arch.choices):
+            graph.add_node(label, role=f"{label}={choice}")
+            graph.add_edge(previous, label, op="next")
+            previous = label
+        return graph
+
     # --- equivalences ----------------------------------------------------------------------------
 
     def canonical(self, arch: Arch) -> Arch:

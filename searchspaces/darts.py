@@ -123,6 +123,20 @@ class DartsSpace(Space):
         n = PAIRS_PER_CELL
         return {cell: [(c[2 * p + 1], c[2 * p]) for p in range(i * n, (i + 1) * n)] for i, cell in enumerate(CELLS)}
 
+    def to_graph(self, arch: Arch):
+        """Both cells as one networkx DAG: per cell the input nodes `cell:0`, `cell:1` (c_{k-2}, c_{k-1}) and the
+        intermediate nodes `cell:2`..`cell:5` (`role` says which), one edge per chosen (input, op) pair with its
+        `op`. The concatenation into the cell output is the same for every genotype and left out."""
+        import networkx as nx
+
+        graph = nx.DiGraph(arch=arch.to_string())
+        for cell, pairs in self.genotype(arch).items():
+            for node in range(2 + len(NODES)):
+                graph.add_node(f"{cell}:{node}", role=f"{cell}:in{node}" if node < 2 else f"{cell}:node")
+            for p, (op, source) in enumerate(pairs):
+                graph.add_edge(f"{cell}:{source}", f"{cell}:{NODES[p // 2]}", op=op)
+        return graph
+
     # --- relaxation (DARTS's continuous search) --------------------------------------------------
     def relaxation(self) -> list[tuple[str, tuple[Hashable, ...]]]:
         """28 rows: the 14 edges of the normal cell, then of the reduce cell (`normal:3<-1`), over all 8 PRIMITIVES

@@ -179,3 +179,61 @@ def test_enas_refuses_a_run_without_a_validation_split(tmp_path, capsys):
     assert "validation split" in capsys.readouterr().err
     assert main(["search", *TINY, "--set", "strategy.buffer_replace=last", "--out", str(tmp_path / "s")]) == 2
     assert "strategy.buffer_replace='last' is not valid; accepted: random, tail" in capsys.readouterr().err
+
+
+# --- the hidden-state analysis ------------------------------------------------------------------------------------
+
+def test_edit_distance_counts_edits_and_ignores_node_relabelling():
+    from searchspaces.similarity import EditDistances, common_connections
+
+    space = searchspaces.get("nb201")
+    a = space.parse("|nor_conv_3x3~0|+|skip_connect~0|none~1|+|avg_pool_3x3~0|nor_conv_1x1~1|none~2|")
+    ged = EditDistances(timeout=5.0)
+    assert ged(space.to_graph(a), space.to_graph(a)) == 0
+    assert ged(space.to_graph(a), space.to_graph(a.replace(**{"3<-0": "nor_conv_3x3"}))) == 1  # one op substituted
+    assert ged(space.to_graph(a), space.to_graph(a.replace(**{"3<-0": "none"}))) == 1  # one edge removed
+    # nodes 1 and 2 swapped: the same graph up to relabelling (the `2<-1` edge is none in both)
+    b = space.parse("|skip_connect~0|+|nor_conv_3x3~0|none~1|+|avg_pool_3x3~0|none~1|nor_conv_1x1~2|")
+    assert ged(space.to_graph(a), space.to_graph(b)) == 0 and ged.inexact == 0
+    assert common_connections(space.to_graph(a), space.to_graph(a)) == 4
+    darts = searchspaces.get("darts")
+    assert darts.to_graph(darts.sample(np.random.default_rng(0))).number_of_edges() == 16
+
+
+def test_a_hidden_state_that_is_the_arch_correlates_perfectly_with_common_ops():
+    from nas.analyze import correlations, hidden_distances, pair_measures
+    from searchspaces.similarity import EditDistances
+
+    space = searchspaces.get("nb201")
+    rng = np.random.default_rng(0)
+    archs = [space.sample(rng) for _ in range(30)]
+    onehot = np.stack([np.eye(5)[list(a.codes())].ravel() for a in archs])  # a perfect memory of the arch
+    measures = pair_measures(space, archs, None, EditDistances(5.0))
+    result = correlations(hidden_distances(onehot), {"common_ops": measures["common_ops"],
+                                                     "edit_distance": measures["edit_distance"]})
+    assert result["l2"]["common_ops"]["spearman"] == pytest.approx(-1.0)  # ||a - b||^2 = 2 (6 - common ops)
+    assert result["l2"]["edit_distance"]["spearman"] > 0.5
+    assert result["l2"]["common_ops"]["pairs"] == 30 * 29 // 2
+
+
+def test_analyze_controller_writes_both_controllers_and_refuses_other_runs(tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(["search", *TINY, "--epochs", "1", "--set", "search.method=none", "--out", str(run)]) == 0
+    table = tmp_path / "table.json"
+    assert main(["analyze", "controller", str(run), "--samples", "12", "--out", str(table), "--quiet"]) == 0
+    import json
+
+    report = json.loads((run / "analysis" / "controller.json").read_text())
+    assert set(report["controllers"]) == {"random", "plain"}
+    assert (run / "analysis" / "controller.png").stat().st_size > 0
+    assert report["truth"]["benchmark"] == "nb201-digits"  # the space's benchmark for the run's dataset
+    assert set(json.loads(table.read_text())["table"]) == {"cifar_micro/random", "cifar_micro/plain"}
+    for values in report["controllers"]["plain"]["correlations"]["l2"].values():
+        assert values["spearman"] is None or -1 <= values["spearman"] <= 1
+    uniform = tmp_path / "uniform"
+    assert main(["search", "--dataset", "digits", "--epochs", "1", "--set", "supernet.C=4", "--set", "supernet.N=1",
+                 "--set", "search.method=none", "--set", "eval.sample_check=0", "--set", "eval.monitor_archs=0",
+                 "--quiet", "--out", str(uniform)]) == 0
+    capsys.readouterr()
+    assert main(["analyze", "controller", str(uniform)]) == 2
+    assert "reads ENAS runs" in capsys.readouterr().err
