@@ -333,7 +333,8 @@ def _pick_arch(config: dict, net, space, strategy, bundle, reporter: Reporter) -
         derived = None
     evaluator = make_evaluator(config, net, bundle, sc["split"]) if sc["method"] != "none" or derived else None
     if derived is not None:
-        best, score, method, evaluated = derived, evaluator(derived), f"{strategy.name}.derive", 1
+        best, score, method = derived, evaluator(derived), f"{strategy.name}.derive"
+        evaluated = max(1, strategy.derive_scored)
     elif sc["method"] == "none":
         return None
     else:

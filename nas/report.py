@@ -460,7 +460,40 @@ def controller_section(name: str, results: Path, figures: bool = True) -> str:
              f"({', '.join(map(str, pairs))} pairs per controller"
              + (f", `{truth['benchmark']}` {truth['dataset']} {truth['metric']}" if truth else "") + ").")
     text += f" Command: `{data.get('command', 'nas analyze controller')}`.\n"
-    return text
+    figure = results / name / "controller_analysis.png"
+    if figures:
+        controller_figure(data, figure)
+    return text + f"\n![hidden-state correlations per controller]({_link(figure)})\n"
+
+
+def controller_figure(data: Mapping[str, Any], path: Path) -> Path:
+    """Grouped bars: per measure, the mean Spearman (with its interval) of every controller of the analysis, and
+    the paper's values as hollow bars."""
+    from .analyze import MEASURE_LABELS, MEASURES, PAPER_TABLE
+    from .plots import pyplot, save_figure
+
+    plt = pyplot()
+    groups = list(data["table"]) + [f"paper: {k}" for k in PAPER_TABLE]
+    width = 0.8 / len(groups)
+    fig, ax = plt.subplots(figsize=(9, 3.8), dpi=110)
+    for g, key in enumerate(groups):
+        xs = [m + (g - (len(groups) - 1) / 2) * width for m in range(len(MEASURES))]
+        if key.startswith("paper: "):
+            values = [PAPER_TABLE[key[7:]][m] for m in MEASURES]
+            ax.bar(xs, values, width, fill=False, edgecolor=f"C{g}", hatch="//", label=key)
+            continue
+        entry = data["table"][key]
+        means = [entry[m]["mean"] if entry[m]["mean"] is not None else np.nan for m in MEASURES]
+        errors = [[(e["mean"] - e["ci_low"]) if e["ci_low"] is not None else 0 for e in map(entry.get, MEASURES)],
+                  [(e["ci_high"] - e["mean"]) if e["ci_high"] is not None else 0 for e in map(entry.get, MEASURES)]]
+        ax.bar(xs, means, width, yerr=errors, capsize=2, color=f"C{g}", label=key)
+    ax.axhline(0, color="0.3", lw=0.8)
+    ax.set_xticks(range(len(MEASURES)), [MEASURE_LABELS[m] for m in MEASURES])
+    ax.set_ylabel("Spearman with hidden-state L2 distance")
+    ax.legend(fontsize=7, ncol=2)
+    ax.grid(alpha=0.3, axis="y")
+    fig.tight_layout()
+    return save_figure(fig, path)
 
 
 SECTIONS: dict[str, Callable[[str, Path, bool], str]] = {

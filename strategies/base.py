@@ -116,6 +116,8 @@ class Strategy:
     needs_valid_split: bool = False
     # Whether `derive` gives the final arch (a study of picked archs may then run without a search).
     derives_arch: bool = False
+    # How many archs the last `derive` scored with the shared weights (ENAS: its samples), for `arch.json`.
+    derive_scored: int = 0
 
     def __init__(self, **opts: Any):
         unknown = sorted(set(opts) - set(self.OPTIONS))

@@ -251,6 +251,7 @@ class ENASStrategy(Strategy):
             candidates = [a for a in candidates if self.space.flops(a, **self.cost_task) <= max_flops]
             if not candidates:
                 return None  # none within the budget: the run's search picks instead
+        self.derive_scored = len(candidates)
         return max(candidates, key=self.validation_accuracy)
 
     @torch.no_grad()

@@ -230,10 +230,15 @@ def test_analyze_controller_writes_both_controllers_and_refuses_other_runs(tmp_p
     assert set(json.loads(table.read_text())["table"]) == {"cifar_micro/random", "cifar_micro/plain"}
     for values in report["controllers"]["plain"]["correlations"]["l2"].values():
         assert values["spearman"] is None or -1 <= values["spearman"] <= 1
-    uniform = tmp_path / "uniform"
-    assert main(["search", "--dataset", "digits", "--epochs", "1", "--set", "supernet.C=4", "--set", "supernet.N=1",
-                 "--set", "search.method=none", "--set", "eval.sample_check=0", "--set", "eval.monitor_archs=0",
-                 "--quiet", "--out", str(uniform)]) == 0
+    other = tmp_path / "other"  # the same run as if another strategy had trained it
+    other.mkdir()
+    import yaml
+
+    config = yaml.safe_load((run / "config.yaml").read_text())
+    config["strategy"] = {"name": "uniform"}
+    (other / "config.yaml").write_text(yaml.safe_dump(config))
     capsys.readouterr()
-    assert main(["analyze", "controller", str(uniform)]) == 2
+    assert main(["analyze", "controller", str(other)]) == 2
     assert "reads ENAS runs" in capsys.readouterr().err
+    assert main(["analyze", "controller", str(run), "--samples", "2"]) == 2
+    assert "--samples must be at least 3" in capsys.readouterr().err
