@@ -1,7 +1,8 @@
 """`nas analyze controller RUN_DIR...`: does a trained ENAS controller's hidden state remember the arch it drew?
 
 The protocol of Adam & Lorraine (specs/ALGORITHMS.md §5.4): draw `samples` archs (100) from the controller, keep
-the hidden state after it has read the whole arch (`strategies.controller`), and over every pair of archs
+its final hidden state (`strategies.controller`: `read`, after it has read the whole arch, and `emit`, the state
+that emitted the last decision, both reported), and over every pair of archs
 correlate (Spearman, and Pearson) the distance between their hidden states (L2, and cosine) with how alike the
 archs are: common ops, common connections, graph edit distance of their cell graphs (`searchspaces.similarity`,
 networkx) and the absolute difference of their benchmark accuracy, where a benchmark covers both (NB201: looked up
@@ -144,9 +145,9 @@ def analyse_controller(controller: LSTMController, space: searchspaces.Space, sa
     """The hidden-state analysis of one controller: correlations, plus what the figure shows."""
     drawn = controller.sample(samples, np.random.default_rng(seed), space.allowed_next)
     archs = [space.decode(row) for row in drawn.tokens]
-    hidden = drawn.hidden.double().numpy()
     measures = pair_measures(space, archs, truth(archs) if truth is not None else None, ged)
-    distances = hidden_distances(hidden)
+    distances = hidden_distances(drawn.hidden.double().numpy())
+    distances.update({f"{k}_emit": v for k, v in hidden_distances(drawn.emit_hidden.double().numpy()).items()})
     return {
         "samples": samples,
         "distinct_archs": len(set(archs)),
@@ -193,32 +194,38 @@ def analyse_runs(run_paths: Sequence[Path], samples: int = 100, seed: int = 0, b
     return combined
 
 
+STATES = {"l2": "read", "l2_emit": "emit"}  # the hidden state after reading the last token / that emitted it
+
+
 def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
-    """Per (profile, kind): mean Spearman of the L2 hidden distance with each measure, a 95 % t-interval over
-    runs (`nas.study.mean_interval`), and the number of runs."""
+    """Per hidden state (`read`, `emit`) and (profile, kind): the mean Spearman of the L2 hidden distance with each
+    measure, a 95 % t-interval over runs (`nas.study.mean_interval`), and the number of runs."""
     from .study import mean_interval
 
     groups: dict[str, list[dict[str, Any]]] = {}
     for row in rows:
         groups.setdefault(f"{row['profile']}/{row['kind']}", []).append(row)
     table: dict[str, Any] = {}
-    for key, members in groups.items():
-        table[key] = {"runs": len(members), "distinct_archs": float(np.mean([m["distinct_archs"] for m in members])),
-                      **{measure: mean_interval([m["correlations"]["l2"][measure]["spearman"] for m in members])
-                         for measure in MEASURES}}
+    for distance, state in STATES.items():
+        for key, members in groups.items():
+            table[f"{key} ({state})"] = {
+                "runs": len(members), "state": state,
+                "distinct_archs": float(np.mean([m["distinct_archs"] for m in members])),
+                **{measure: mean_interval([m["correlations"][distance][measure]["spearman"] for m in members])
+                   for measure in MEASURES}}
     return table
 
 
 def format_table(table: dict[str, Any]) -> str:
     """The combined table as text: one row per (profile, kind), the mean Spearman per measure and the runs."""
-    lines = ["controller".ljust(28) + "".join(MEASURE_LABELS[m].rjust(24) for m in MEASURES) + "  runs"]
+    lines = ["controller (hidden state)".ljust(34) + "".join(MEASURE_LABELS[m].rjust(24) for m in MEASURES) + "  runs"]
     for key, entry in table.items():
         cells = []
         for m in MEASURES:
             e = entry[m]
             interval = f" [{e['ci_low']:+.2f}, {e['ci_high']:+.2f}]" if e["ci_low"] is not None else ""
             cells.append((_fmt(e["mean"]) + interval).rjust(24))
-        lines.append(key.ljust(28) + "".join(cells) + f"  {entry['runs']}")
+        lines.append(key.ljust(34) + "".join(cells) + f"  {entry['runs']}")
     return "\n".join(lines)
 
 

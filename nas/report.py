@@ -455,7 +455,9 @@ def controller_section(name: str, results: Path, figures: bool = True) -> str:
     text += (f"Spearman correlation between the L2 distance of two archs' final hidden states and each measure, over "
              f"the {data['samples'] * (data['samples'] - 1) // 2:,} pairs of {data['samples']} archs drawn from each "
              "controller (mean [95 % t-interval] over runs); `random` is each run's controller before its first "
-             "step. A controller that remembers its decisions shows negative, negative, positive, positive. The "
+             "step; `read` is the hidden state after the LSTM has read the last decision, `emit` the state that "
+             "emitted it (it has read all decisions but the last). A controller that remembers its decisions shows "
+             "negative, negative, positive, positive. The "
              "accuracy differences count only pairs whose archs both have a class in the benchmark "
              f"({', '.join(map(str, pairs))} pairs per controller"
              + (f", `{truth['benchmark']}` {truth['dataset']} {truth['metric']}" if truth else "") + ").")
@@ -473,7 +475,8 @@ def controller_figure(data: Mapping[str, Any], path: Path) -> Path:
     from .plots import pyplot, save_figure
 
     plt = pyplot()
-    groups = list(data["table"]) + [f"paper: {k}" for k in PAPER_TABLE]
+    groups = [k for k, v in data["table"].items() if v.get("state", "read") == "read"]
+    groups += [f"paper: {k}" for k in PAPER_TABLE]
     width = 0.8 / len(groups)
     fig, ax = plt.subplots(figsize=(9, 3.8), dpi=110)
     for g, key in enumerate(groups):
@@ -489,7 +492,7 @@ def controller_figure(data: Mapping[str, Any], path: Path) -> Path:
         ax.bar(xs, means, width, yerr=errors, capsize=2, color=f"C{g}", label=key)
     ax.axhline(0, color="0.3", lw=0.8)
     ax.set_xticks(range(len(MEASURES)), [MEASURE_LABELS[m] for m in MEASURES])
-    ax.set_ylabel("Spearman with hidden-state L2 distance")
+    ax.set_ylabel("Spearman with hidden-state L2 distance\n(state after reading the last decision)", fontsize=8)
     ax.legend(fontsize=7, ncol=2)
     ax.grid(alpha=0.3, axis="y")
     fig.tight_layout()

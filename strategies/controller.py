@@ -14,8 +14,9 @@ on the host keeps the supernet's device free of syncs (a path is needed on the h
 caller's numpy generator (inverse CDF), so a strategy's checkpointed generator covers them. Sequences are sampled
 in batches: one LSTM call per decision for all of them.
 
-`final hidden`: the state after the LSTM has read the last decision's token too (one more step), the state that
-depends on the whole arch, which the hidden-state analysis compares (§5.4).
+Hidden states for the analysis (§5.4): `hidden`, the state after the LSTM has read the last decision's token too
+(one more step), which depends on the whole arch; and `emit_hidden`, the state that emitted the last decision,
+which has read every token but that one (the last state of the sampling loop in the reference code).
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ class ControllerSample:
     log_prob: torch.Tensor  # [B], sum over decisions of log pi(a_t) (with gradient unless drawn under no_grad)
     entropy: torch.Tensor  # [B], sum over decisions of the entropy of pi_t (with gradient likewise)
     hidden: torch.Tensor  # [B, H], the state after reading every token
+    emit_hidden: torch.Tensor  # [B, H], the state that emitted the last decision (it has not read that token)
 
 
 class LSTMController(nn.Module):
@@ -106,8 +108,9 @@ class LSTMController(nn.Module):
             log_prob = log_prob + logp.gather(1, picked[:, None]).squeeze(1)
             entropy = entropy - torch.where(allowed, probs * logp, torch.zeros(())).sum(1)
             x = self.token_input(t, picked)
+        emitted = state[0]
         state = self.cell(x, state)
-        return ControllerSample(tokens, log_prob, entropy, state[0])
+        return ControllerSample(tokens, log_prob, entropy, state[0], emitted)
 
     # --- teacher forcing ---------------------------------------------------------------------------
     def hidden_states(self, tokens: np.ndarray | torch.Tensor) -> torch.Tensor:

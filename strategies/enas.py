@@ -307,4 +307,5 @@ def _replace_rows(drawn: ControllerSample, rows: np.ndarray, again: ControllerSa
     tokens[rows] = again.tokens
     return ControllerSample(tokens, drawn.log_prob.index_put((index,), again.log_prob),
                             drawn.entropy.index_put((index,), again.entropy),
-                            drawn.hidden.index_put((index,), again.hidden))
+                            drawn.hidden.index_put((index,), again.hidden),
+                            drawn.emit_hidden.index_put((index,), again.emit_hidden))

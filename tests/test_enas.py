@@ -227,7 +227,8 @@ def test_analyze_controller_writes_both_controllers_and_refuses_other_runs(tmp_p
     assert set(report["controllers"]) == {"random", "plain"}
     assert (run / "analysis" / "controller.png").stat().st_size > 0
     assert report["truth"]["benchmark"] == "nb201-digits"  # the space's benchmark for the run's dataset
-    assert set(json.loads(table.read_text())["table"]) == {"cifar_micro/random", "cifar_micro/plain"}
+    expected = {f"cifar_micro/{kind} ({state})" for kind in ("random", "plain") for state in ("read", "emit")}
+    assert set(json.loads(table.read_text())["table"]) == expected
     for values in report["controllers"]["plain"]["correlations"]["l2"].values():
         assert values["spearman"] is None or -1 <= values["spearman"] <= 1
     other = tmp_path / "other"  # the same run as if another strategy had trained it
