@@ -200,6 +200,17 @@ def test_edit_distance_counts_edits_and_ignores_node_relabelling():
     assert darts.to_graph(darts.sample(np.random.default_rng(0))).number_of_edges() == 16
 
 
+def test_the_permutation_edit_distance_is_networkx_exact_one():
+    from searchspaces.similarity import edit_distance, permutation_edit_distance
+
+    space = searchspaces.get("nb201")
+    rng = np.random.default_rng(5)
+    for _ in range(40):
+        ga, gb = space.to_graph(space.sample(rng)), space.to_graph(space.sample(rng))
+        exact, finished = edit_distance(ga, gb, timeout=30.0)
+        assert finished and permutation_edit_distance(ga, gb) == exact
+
+
 def test_a_hidden_state_that_is_the_arch_correlates_perfectly_with_common_ops():
     from nas.analyze import correlations, hidden_distances, pair_measures
     from searchspaces.similarity import EditDistances
