@@ -10,7 +10,8 @@ by class of identical networks). A controller that remembers its decisions puts 
 correlations for the two counts, positive for the two distances.
 
 Each run gives two rows: its trained controller (`plain`, or `memory buffer` for `strategy.memory`) and its
-untrained controller (`random`: the same initialisation before any step, the paper's random row). Several run
+untrained controller (`random`: the same initialisation before any step, the paper's random row; counted once
+when several runs share it, as runs of one seed with and without the buffer do). Several run
 directories (the seeds of a study) give per kind the mean with a 95 % t-interval over runs. Writes
 `analysis/controller.json` and `analysis/controller.png` in each run, and the combined table to `--out`.
 """
@@ -163,6 +164,7 @@ def analyse_runs(run_paths: Sequence[Path], samples: int = 100, seed: int = 0, b
     """Analyse every run's random and trained controller; write each run's files and the combined table."""
     reporter = reporter or Reporter(quiet=True)
     rows: list[dict[str, Any]] = []
+    seen_inits: set[tuple] = set()
     for run_path in map(Path, run_paths):
         started = time.perf_counter()
         space, settings, controllers = run_controllers(run_path)
@@ -180,6 +182,12 @@ def analyse_runs(run_paths: Sequence[Path], samples: int = 100, seed: int = 0, b
         plots.controller_hidden_states(run_path / "analysis" / "controller.png",
                                        {k: r["_pairs"] for k, r in results.items()}, MEASURE_LABELS)
         for kind, result in report["controllers"].items():
+            if kind == "random":  # runs that differ only in training (memory or not) share their initialisation
+                init = (space.name, settings["seed"], *(settings[k] for k in ("lstm_size", "tanh_constant",
+                                                                               "op_tanh_reduce", "temperature")))
+                if init in seen_inits:
+                    continue
+                seen_inits.add(init)
             rows.append({"run": str(run_path), "seed": settings["seed"], "profile": settings["profile"],
                          "kind": kind, "truth": truth_info, "distinct_archs": result["distinct_archs"],
                          "mean_entropy": result["mean_entropy"], "correlations": result["correlations"]})

@@ -449,6 +449,13 @@ def controller_section(name: str, results: Path, figures: bool = True) -> str:
     for kind, values in PAPER_TABLE.items():
         table.append(f"| paper (PTB): {kind} | " + " | ".join(_num(values[m]) for m in MEASURES) + " | | |")
     pairs = sorted({r["correlations"]["l2"]["abs_perf_diff"]["pairs"] for r in data["runs"]})
+    command = data.get("command") or "nas analyze controller"
+    runs = [r["run"] for r in data["runs"]]
+    if runs and all(run in command for run in runs):  # the run directories, named once instead of listed
+        for run in dict.fromkeys(runs):
+            command = command.replace(f" {run}", "", 1)
+        command = command.replace("nas analyze controller", f"nas analyze controller <{len(set(runs))} run "
+                                  "directories>", 1)
     truth = data["runs"][0].get("truth")
     text = "\n".join(lines) + "\n\nThe uniform policy's entropy over NB201's 6 edges is 6 ln 5 = 9.66 nats.\n\n"
     text += "\n".join(table) + "\n\n"
@@ -459,9 +466,9 @@ def controller_section(name: str, results: Path, figures: bool = True) -> str:
              "emitted it (it has read all decisions but the last). A controller that remembers its decisions shows "
              "negative, negative, positive, positive. The "
              "accuracy differences count only pairs whose archs both have a class in the benchmark "
-             f"({', '.join(map(str, pairs))} pairs per controller"
+             f"({pairs[0]} to {pairs[-1]} pairs per controller"
              + (f", `{truth['benchmark']}` {truth['dataset']} {truth['metric']}" if truth else "") + ").")
-    text += f" Command: `{data.get('command', 'nas analyze controller')}`.\n"
+    text += f" Command: `{command}`.\n"
     figure = results / name / "controller_analysis.png"
     if figures:
         controller_figure(data, figure)
