@@ -20,14 +20,16 @@ setup: $(BIN)/nas
 search: setup
 	$(BIN)/nas search --space nb201 --strategy uniform --dataset digits
 
-# The whole suite (slow end-to-end tests included) and the linter, as CI runs them.
+# The whole suite (slow end-to-end tests included) and the linter, as CI runs them. Tests run in JOBS processes of
+# one thread each (pytest-xdist; the tests that start Ray share one of them), the slowest listed at the end.
+JOBS ?= 2
 test: setup
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n $(JOBS) --dist loadgroup --durations=15
 	$(BIN)/ruff check .
 
 # Skip the few slow end-to-end tests while developing.
 test-fast: setup
-	$(BIN)/python -m pytest -q -m "not slow"
+	$(BIN)/python -m pytest -q -n $(JOBS) --dist loadgroup -m "not slow"
 
 lint: setup
 	$(BIN)/ruff check .

@@ -25,6 +25,9 @@ import yaml
 import nasbench
 from nas.cli import main
 
+# One local Ray cluster at a time: under pytest-xdist these tests share one worker.
+pytestmark = pytest.mark.xdist_group("ray")
+
 ROOT = Path(__file__).resolve().parent.parent
 RAY_ENV = {"RAY_AUTH_MODE": "disabled", "OMP_NUM_THREADS": "1", "RAY_USAGE_STATS_ENABLED": "0"}
 TINY = {"supernet.C": 4, "supernet.N": 1, "train.batch_size": 128, "eval.monitor_archs": 0, "eval.sample_check": 0,

@@ -14,6 +14,9 @@ from test_tune import RAY_ENV, write_sweep
 
 from nas.cli import main
 
+# One local Ray cluster at a time: under pytest-xdist these tests share one worker.
+pytestmark = pytest.mark.xdist_group("ray")
+
 
 @pytest.fixture()
 def two_node_cluster(monkeypatch):
