@@ -46,3 +46,14 @@ def environment(device: torch.device) -> dict[str, object]:
         "torch": torch.__version__,
         "python": platform.python_version(),
     }
+
+
+def write_quantities(out: str, command: str, rows: list[dict], digits: int, note: str, **extra: object) -> None:
+    """Write a `quantity -> measured` table (the README's `json:` report section reads it) atomically, and print its
+    rows with `digits` decimals."""
+    from nas.io import atomic_write_json
+
+    atomic_write_json(out, {"command": command, "columns": [["quantity", "quantity"], ["value", "measured"]],
+                            "digits": {"value": digits}, "rows": rows, **extra, "note": note})
+    for row in rows:
+        print(f"{row['quantity']}: {row['value']:.{digits}f}")

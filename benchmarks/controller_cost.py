@@ -19,12 +19,11 @@ import time
 from pathlib import Path
 
 import torch
-from _timing import environment, prepare, synchronizer
+from _timing import environment, prepare, synchronizer, write_quantities
 
 from nas import config as cfg
 from nas.components import build_components
 from nas.engine import Trainer
-from nas.io import atomic_write_json
 from nas.progress import Reporter
 from nas.runtime import epoch_generator
 
@@ -102,13 +101,9 @@ def main(argv: list[str] | None = None) -> int:
         ]
     rows.insert(0, {"quantity": "one supernet step, batch 64 (ms, median)",
                     "value": 1e3 * measured["plain"]["supernet_step_s"]})
-    result = {"command": "python benchmarks/controller_cost.py", "columns": [["quantity", "quantity"],
-                                                                              ["value", "measured"]],
-              "digits": {"value": 2}, "rows": rows, "measured": measured, **environment(device),
-              "note": f"medians of {args.repeats} interleaved repeats, one thread"}
-    atomic_write_json(args.out, result)
-    for row in rows:
-        print(f"{row['quantity']}: {row['value']:.2f}")
+    write_quantities(args.out, "python benchmarks/controller_cost.py", rows, 2,
+                     f"medians of {args.repeats} interleaved repeats, one thread", measured=measured,
+                     **environment(device))
     return 0
 
 

@@ -19,11 +19,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from _timing import write_quantities
 
 from nas import config as cfg
 from nas.components import build_components
 from nas.engine import Trainer
-from nas.io import atomic_write_json
 from nas.progress import Reporter
 from nas.runtime import epoch_generator
 from strategies import gm
@@ -83,13 +83,8 @@ def main(argv: list[str] | None = None) -> int:
         share = passes * m["pass_s"] / (TRAIN_STEPS * m["step_s"])
         rows.append({"quantity": f"scores of the study's schedule at R = {r} ({passes:,} passes) / its "
                                  f"{TRAIN_STEPS} training steps (%)", "value": 100 * share})
-    result = {"command": "python benchmarks/split_cost.py", "columns": [["quantity", "quantity"],
-                                                                         ["value", "measured"]],
-              "digits": {"value": 1}, "rows": rows, "measured": m, "torch": torch.__version__,
-              "note": f"medians of {args.repeats} interleaved repeats, one thread"}
-    atomic_write_json(args.out, result)
-    for row in rows:
-        print(f"{row['quantity']}: {row['value']:.1f}")
+    write_quantities(args.out, "python benchmarks/split_cost.py", rows, 1,
+                     f"medians of {args.repeats} interleaved repeats, one thread", measured=m, torch=torch.__version__)
     return 0
 
 
