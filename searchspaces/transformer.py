@@ -12,6 +12,11 @@ Candidates are the union of AutoDistil's sub-spaces (§6.2) and of its one-shot 
 12/12 of the teacher, R 0.5 .. 4.0 in 8 steps). Each of these is a mask (`SUBSPACES`, `subspace(name)`); any
 other is `restrict`/`restrict_json`, like the sub-spaces of few-shot NAS.
 
+The reference writes its sub-spaces as multipliers of the teacher's dims (fractions such as 17/24 of the hidden
+size), so a space over another teacher (`TransformerSpace(teacher=Teacher(hidden=96, head_size=8, ...))`, the
+small teacher of a CPU run) keeps the same fractions: every value of `SUBSPACES` (written in BERT-base units) is
+scaled by the teacher's dim over BERT-base's and rounded (`scaled`); the MLP ratio is a ratio and stays.
+
 Costs come from the slice shapes, never from the reference's formula (which assumes a Q/K/V width of H * A / 12 and
 is wrong whenever H != 768, §6.6): `params` counts embeddings, encoder layers and (`pooler=True`) BERT's pooler, so
 the teacher's own arch has exactly the parameters of `transformers.BertModel(BertConfig())`, 109,482,240.
@@ -43,6 +48,16 @@ class Teacher:
     vocab_size: int = 30522
     max_positions: int = 512
     type_vocab_size: int = 2
+    eps: float = 1e-12  # LayerNorm epsilon
+
+    @property
+    def mlp_ratio(self) -> float:
+        """The teacher's own FFN width over its hidden size (4.0 for BERT-base)."""
+        return self.intermediate / self.hidden
+
+    def to_json(self) -> dict[str, int | float]:
+        """The shape as JSON-ready data (run metadata)."""
+        return {name: getattr(self, name) for name in self.__dataclass_fields__}
 
 
 BERT_BASE = Teacher()
@@ -69,8 +84,28 @@ PREFIX = {"layers": "L", "heads": "A", "hidden": "H", "mlp_ratio": "R"}
 EXAMPLE = "L12-A9-H544-R3.0"
 
 
-def _candidates(label: str) -> tuple[Hashable, ...]:
-    return tuple(sorted({v for sub in SUBSPACES.values() for v in sub[label]}))
+_UNITS = {"layers": "layers", "heads": "heads", "hidden": "hidden"}  # the Teacher field each label scales with
+
+
+def scaled(label: str, value: Hashable, teacher: Teacher) -> Hashable:
+    """A candidate written in BERT-base units (`SUBSPACES`) for `teacher`: the same fraction of its dim, rounded
+    (at least 1); the MLP ratio is unchanged."""
+    if label not in _UNITS:
+        return value
+    field = _UNITS[label]
+    return max(1, round(value * getattr(teacher, field) / getattr(BERT_BASE, field)))
+
+
+def subspace_values(name: str, teacher: Teacher = BERT_BASE) -> dict[str, tuple[Hashable, ...]]:
+    """The candidates of sub-space `name` for `teacher` (duplicates that rounding makes are merged)."""
+    if name not in SUBSPACES:
+        raise SpaceError(f"unknown transformer sub-space {name!r}; accepted: {', '.join(SUBSPACES)}")
+    return {label: tuple(sorted({scaled(label, v, teacher) for v in values}))
+            for label, values in SUBSPACES[name].items()}
+
+
+def _candidates(label: str, teacher: Teacher) -> tuple[Hashable, ...]:
+    return tuple(sorted({v for name in SUBSPACES for v in subspace_values(name, teacher)[label]}))
 
 
 def layer_indices(layers: int, teacher_layers: int = 12) -> tuple[int, ...]:
@@ -94,15 +129,22 @@ class TransformerSpace(Space):
     flops_convention = FlopsConvention(bias=False, pools=False)
     COST_OPTIONS: tuple[str, ...] = ()
 
-    def __init__(self, allowed: Mapping[str, Sequence[Hashable]] | None = None):
-        super().__init__([Decision(label, _candidates(label)) for label in LABELS], allowed)
+    def __init__(self, allowed: Mapping[str, Sequence[Hashable]] | None = None, teacher: Teacher = BERT_BASE):
+        if teacher.heads * teacher.head_size < 1 or teacher.hidden < 1 or teacher.layers < 1:
+            raise SpaceError(f"a teacher needs at least one layer, head and feature, got {teacher}")
+        self.teacher = teacher
+        super().__init__([Decision(label, _candidates(label, teacher)) for label in LABELS], allowed)
 
     # --- sub-spaces --------------------------------------------------------------------------------
     def subspace(self, name: str) -> TransformerSpace:
-        """AutoDistil's sub-space `base`, `small`, `tiny` or the one-shot space `full` (a mask of this space)."""
-        if name not in SUBSPACES:
-            raise SpaceError(f"unknown transformer sub-space {name!r}; accepted: {', '.join(SUBSPACES)}")
-        return self.restrict_json({k: list(v) for k, v in SUBSPACES[name].items()})
+        """AutoDistil's sub-space `base`, `small`, `tiny` or the one-shot space `full` (a mask of this space, at
+        the same fractions of this space's teacher)."""
+        return self.restrict_json({k: list(v) for k, v in subspace_values(name, self.teacher).items()})
+
+    def teacher_arch(self) -> Arch:
+        """The student that is the teacher itself (every layer, head and feature), where the space holds it."""
+        t = self.teacher
+        return self.make([t.layers, t.heads, t.hidden, t.mlp_ratio])
 
     # --- strings -----------------------------------------------------------------------------------
     def to_string(self, arch: Arch) -> str:
@@ -129,8 +171,10 @@ class TransformerSpace(Space):
 
     # --- costs ---------------------------------------------------------------------------------------
     @staticmethod
-    def dims(arch: Arch, teacher: Teacher = BERT_BASE) -> dict[str, int]:
-        """The slice widths of a student: hidden H, attention width A * head_size, FFN width, layers, heads."""
+    def dims(arch: Arch, teacher: Teacher | None = None) -> dict[str, int]:
+        """The slice widths of a student: hidden H, attention width A * head_size, FFN width, layers, heads (of
+        `teacher`, default the arch's own space's)."""
+        teacher = teacher or getattr(arch.space, "teacher", BERT_BASE)
         layers, heads, hidden, ratio = arch.choices
         if layers > teacher.layers or heads > teacher.heads or hidden > teacher.hidden:
             raise SpaceError(f"{arch.to_string()} is larger than its teacher ({teacher.layers} layers, "
@@ -141,21 +185,22 @@ class TransformerSpace(Space):
         return {"layers": layers, "heads": heads, "hidden": hidden, "attention": heads * teacher.head_size,
                 "ffn": ffn}
 
-    def params(self, arch: Arch, teacher: Teacher = BERT_BASE, pooler: bool = True, **task: Any) -> int:
+    def params(self, arch: Arch, teacher: Teacher | None = None, pooler: bool = True, **task: Any) -> int:
         """Parameters of the student from its slice shapes: embeddings (word, position, type, LayerNorm), every
         encoder layer (Q, K, V, attention output, two LayerNorms, the FFN), and BERT's pooler when `pooler`."""
+        teacher = teacher or self.teacher
         d = self.dims(arch, teacher)
         h, a, f = d["hidden"], d["attention"], d["ffn"]
         embeddings = (teacher.vocab_size + teacher.max_positions + teacher.type_vocab_size) * h + 2 * h
         layer = 3 * (h * a + a) + (a * h + h) + 2 * h + (h * f + f) + (f * h + h) + 2 * h
         return embeddings + d["layers"] * layer + ((h * h + h) if pooler else 0)
 
-    def flops(self, arch: Arch, teacher: Teacher = BERT_BASE, seq_len: int = 128, pooler: bool = True,
+    def flops(self, arch: Arch, teacher: Teacher | None = None, seq_len: int = 128, pooler: bool = True,
               **task: Any) -> int:
         """Multiply-adds of one sequence of `seq_len` tokens: per layer the Q/K/V, output and FFN projections of
         every token and the two attention products (Q K^T and the weighted sum of V); plus the pooler on the first
         token."""
-        d = self.dims(arch, teacher)
+        d = self.dims(arch, teacher or self.teacher)
         h, a, f, s = d["hidden"], d["attention"], d["ffn"], int(seq_len)
         layer = s * (3 * h * a + a * h + 2 * h * f) + 2 * s * s * a
         return d["layers"] * layer + (h * h if pooler else 0)

@@ -22,7 +22,7 @@ from . import mixed
 from .base import ArchWeights, ChoiceKey, ChoiceSlices, Index, Supernet
 from .bn import BN_MODES, batch_statistics, check_eval_mode, recalibrate
 from .mixed import MODES, Entangle, Mix, MixedOp, Sliceable
-from .registry import PATH_KINDS, Capabilities, SupernetEntry, entries, entry, names, register_supernet
+from .registry import INPUT_KINDS, PATH_KINDS, Capabilities, SupernetEntry, entries, entry, names, register_supernet
 
 # isort: off
 # The registration lines: importing a supernet module registers the supernet of its space.
@@ -31,6 +31,7 @@ from .darts import RELAXED_ROWS, DartsSupernet
 from .darts_ops import DartsNetwork
 from .mobilenet import MobileNetNetwork, MobileNetSupernet
 from .nasbench_macro import NASBenchMacroNetwork, NASBenchMacroSupernet
+from .transformer import ElasticBert, TransformerSupernet
 # isort: on
 
 
@@ -87,4 +88,5 @@ __all__ = [
     "MODES", "names", "Option", "PATH_KINDS", "register_supernet", "Sliceable", "SupernetEntry",
     "DartsNetwork", "DartsSupernet", "MobileNetNetwork", "MobileNetSupernet", "NASBenchMacroNetwork",
     "NASBenchMacroSupernet", "NB201Network", "NB201Supernet", "RELAXED_ROWS", "recalibrate", "Supernet",
+    "ElasticBert", "INPUT_KINDS", "TransformerSupernet",
 ]

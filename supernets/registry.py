@@ -36,6 +36,8 @@ from .mixed import MODES
 
 # The kinds of path a strategy gives a supernet (`Strategy.mode()`): an Arch, relaxed weights, a hard sample.
 PATH_KINDS: tuple[str, ...] = ("single", "mix", "hard")
+# What a supernet's forward takes: images (labelled classification) or token ids (distillation on text).
+INPUT_KINDS: tuple[str, ...] = ("image", "text")
 # Arguments of every builder that are not build options: the space and the task.
 _TASK_ARGUMENTS = ("self", "space", "num_classes", "in_channels")
 
@@ -81,6 +83,9 @@ class SupernetEntry:
     final_recipe: Mapping[str, Any] | None = None
     smoke: Mapping[str, Any] = field(default_factory=dict)  # options of a small build for tests and smoke runs
     smoke_image_size: int = 8  # the smallest input the smoke build takes
+    # what `forward` takes: "image" (batches of images; the engine's labelled training) or "text" (token ids; a
+    # distillation objective that a strategy with `inputs = "text"` brings, nas/distill.py)
+    inputs: str = "image"
 
     def defaults(self) -> dict[str, Any]:
         """`option -> default` of every build option."""
@@ -138,7 +143,7 @@ def register_supernet(builder: type[Supernet], *, space: str | None = None, rena
                       standalone: Callable[[Mapping[str, Any], int], dict[str, Any]] | None = None,
                       eval_network: Callable[..., nn.Module] | None = None,
                       final_recipe: Mapping[str, Any] | None = None, smoke: Mapping[str, Any] | None = None,
-                      smoke_image_size: int = 8) -> SupernetEntry:
+                      smoke_image_size: int = 8, inputs: str = "image") -> SupernetEntry:
     """Register `builder` as the supernet of space `space` (default: `builder.space_name`); see SupernetEntry for the
     rest. Declared capabilities, option names and the recipe are checked here, at import."""
     space = space or builder.space_name
@@ -164,10 +169,12 @@ def register_supernet(builder: type[Supernet], *, space: str | None = None, rena
     unknown_smoke = sorted(set(smoke or {}) - set(options))
     if unknown_smoke:
         raise TypeError(f"{builder.__name__}: smoke options {unknown_smoke} are not build options")
+    if inputs not in INPUT_KINDS:
+        raise TypeError(f"{builder.__name__}: inputs={inputs!r} is not one of {INPUT_KINDS}")
     entry_ = SupernetEntry(space, builder, MappingProxyType(options), caps, MappingProxyType(renamed),
                            MappingProxyType(former), standalone,
                            eval_network, None if final_recipe is None else MappingProxyType(dict(final_recipe)),
-                           MappingProxyType(dict(smoke or {})), smoke_image_size)
+                           MappingProxyType(dict(smoke or {})), smoke_image_size, inputs)
     _ENTRIES[space] = entry_
     return entry_
 

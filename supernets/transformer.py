@@ -17,13 +17,18 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Annotated
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from searchspaces import Arch
+from searchspaces.options import Between, Help
 from searchspaces.transformer import BERT_BASE, Teacher, TransformerSpace, ffn_width, layer_indices
+
+from .base import Supernet
+from .registry import register_supernet
 
 
 @dataclass
@@ -79,13 +84,35 @@ class EncoderLayer(nn.Module):
         return x, (q, k, v)
 
 
+def _embed(model: nn.Module, input_ids: torch.Tensor, hidden: int, attention_mask: torch.Tensor | None,
+           token_type_ids: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """BERT's embeddings (word + position + token type, LayerNorm) at the first `hidden` features, and the additive
+    attention mask ([B, 1, 1, S]: 0 for tokens, the dtype's minimum for padding) of `model`'s embedding tables."""
+    seq = input_ids.shape[1]
+    positions = torch.arange(seq, device=input_ids.device)
+    types = torch.zeros_like(input_ids) if token_type_ids is None else token_type_ids
+    x = (model.word_embeddings.weight[input_ids, :hidden] + model.position_embeddings.weight[positions, :hidden]
+         + model.token_type_embeddings.weight[types, :hidden])
+    x = _norm(model.embedding_norm, x, hidden)
+    if attention_mask is None:
+        attention_mask = torch.ones_like(input_ids)
+    mask = (1.0 - attention_mask[:, None, None, :].to(x.dtype)) * torch.finfo(x.dtype).min
+    return x, mask
+
+
+def _pool(model: nn.Module, x: torch.Tensor, hidden: int) -> torch.Tensor:
+    """BERT's pooler: tanh of a dense layer on the first token."""
+    return torch.tanh(_linear(model.pooler, x[:, 0], hidden, hidden))
+
+
 class ElasticBert(nn.Module):
     """A BERT encoder at the teacher's size whose students run by slicing (`forward(input_ids, arch)`)."""
 
-    def __init__(self, teacher: Teacher = BERT_BASE, eps: float = 1e-12, init_std: float = 0.02):
+    def __init__(self, teacher: Teacher = BERT_BASE, eps: float | None = None, init_std: float = 0.02):
         super().__init__()
+        eps = teacher.eps if eps is None else eps
         self.teacher = teacher
-        self.space = TransformerSpace()
+        self.space = TransformerSpace(teacher=teacher)
         self.word_embeddings = nn.Embedding(teacher.vocab_size, teacher.hidden)
         self.position_embeddings = nn.Embedding(teacher.max_positions, teacher.hidden)
         self.token_type_embeddings = nn.Embedding(teacher.type_vocab_size, teacher.hidden)
@@ -100,27 +127,46 @@ class ElasticBert(nn.Module):
 
     def largest(self) -> Arch:
         """The student that is the teacher: every layer, head and feature."""
-        t = self.teacher
-        return self.space.make([t.layers, t.heads, t.hidden, t.intermediate / t.hidden])
+        return self.space.teacher_arch()
 
     def forward(self, input_ids: torch.Tensor, arch: Arch, attention_mask: torch.Tensor | None = None,
                 token_type_ids: torch.Tensor | None = None) -> EncoderOutput:
         """Run student `arch` on token ids `[B, S]` (attention mask 1 = token, 0 = padding)."""
         d = self.space.dims(arch, self.teacher)
-        hidden, seq = d["hidden"], input_ids.shape[1]
-        positions = torch.arange(seq, device=input_ids.device)
-        types = torch.zeros_like(input_ids) if token_type_ids is None else token_type_ids
-        x = (self.word_embeddings.weight[input_ids, :hidden] + self.position_embeddings.weight[positions, :hidden]
-             + self.token_type_embeddings.weight[types, :hidden])
-        x = _norm(self.embedding_norm, x, hidden)
-        if attention_mask is None:
-            attention_mask = torch.ones_like(input_ids)
-        mask = (1.0 - attention_mask[:, None, None, :].to(x.dtype)) * torch.finfo(x.dtype).min
+        x, mask = _embed(self, input_ids, d["hidden"], attention_mask, token_type_ids)
         qkv = None
         for index in layer_indices(d["layers"], self.teacher.layers):
             x, qkv = self.layers[index](x, mask, d["heads"], d["ffn"])
-        pooled = torch.tanh(_linear(self.pooler, x[:, 0], hidden, hidden))
-        return EncoderOutput(*qkv, hidden=x, pooled=pooled)
+        return EncoderOutput(*qkv, hidden=x, pooled=_pool(self, x, d["hidden"]))
+
+
+class TransformerSupernet(ElasticBert, Supernet):
+    """The registered supernet of the `transformer` space: an `ElasticBert` over the space's teacher (the SuperLM of
+    AutoDistil). Its input is token ids, not images (`inputs="text"` in its registration), and what it trains on is
+    a teacher's relations (`relation_loss`), not labels; `export(arch)` is the student as a plain module."""
+
+    space_name = "transformer"
+    choice_gradients = False  # students share slices of every weight: no per-candidate parameters
+
+    def __init__(self, space: TransformerSpace, num_classes: int = 0,
+                 init_std: Annotated[float, Between(0.0, 1.0, lo_open=True),
+                                     Help("std of BERT's normal initialisation (a teacher's weights replace it)")]
+                 = 0.02):
+        self._check_space(space)
+        super().__init__(space.teacher, init_std=init_std)
+        self.space = space
+
+    def export(self, arch: Arch) -> nn.Module:
+        """The student `arch` as a plain fixed-size BERT encoder with the inherited weights copied in."""
+        from .bert_student import extract_student
+
+        return extract_student(self, arch)
+
+    def export_costs(self) -> dict[str, object] | None:
+        return {"teacher": self.teacher}
+
+
+register_supernet(TransformerSupernet, inputs="text")
 
 
 def relation_heads(width: int, heads: int = 12) -> int:
@@ -158,4 +204,5 @@ def relation_loss(student: EncoderOutput, teacher: EncoderOutput, attention_mask
     return total
 
 
-__all__ = ["ElasticBert", "EncoderLayer", "EncoderOutput", "ffn_width", "relation_loss", "relations"]
+__all__ = ["ElasticBert", "EncoderLayer", "EncoderOutput", "TransformerSupernet", "ffn_width", "relation_loss",
+           "relations"]

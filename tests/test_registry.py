@@ -26,7 +26,8 @@ from supernets.counting import count_flops, count_params
 
 ROOT = Path(__file__).resolve().parent.parent
 SPACES = searchspaces.names()
-SUPERNETS = supernets.names()
+SUPERNETS = [e.space for e in supernets.entries() if e.inputs == "image"]  # image supernets: labelled training
+TEXT_SUPERNETS = [e.space for e in supernets.entries() if e.inputs == "text"]  # token ids: distillation
 RELAXED = [(e.space, mode) for e in supernets.entries() for mode in e.capabilities.relaxations]
 
 
@@ -139,6 +140,25 @@ def test_analytic_params_and_flops_equal_counts_of_the_exported_network(name):
         if convention is not None:
             counted = count_flops(child, (3, size, size), bias=convention.bias, pools=convention.pools)
             assert counted == space.flops(arch, **task), arch
+
+
+@pytest.mark.parametrize("name", TEXT_SUPERNETS)
+def test_a_text_supernet_exports_what_its_path_computes_with_the_counted_parameters(name):
+    """A supernet over token ids, built over a small teacher of its space: the exported student computes the
+    supernet's path on token ids, and its parameter count is the space's analytic count."""
+    from searchspaces.transformer import Teacher
+
+    space = type(searchspaces.get(name))(teacher=Teacher(layers=4, hidden=48, heads=4, head_size=8, intermediate=192,
+                                                         vocab_size=50, max_positions=16))
+    torch.manual_seed(0)
+    net = supernets.build(space).eval()
+    ids = torch.randint(50, (2, 12))
+    rng = np.random.default_rng(6)
+    for arch in [space.teacher_arch()] + [space.sample(rng) for _ in range(4)]:
+        child = net.export(arch).eval()
+        with torch.no_grad():
+            torch.testing.assert_close(child(ids).hidden, net(ids, arch).hidden, rtol=0, atol=1e-5)
+        assert count_params(child) == space.params(arch, **net.export_costs()), arch
 
 
 @pytest.mark.parametrize("name, mode", RELAXED)
