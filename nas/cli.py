@@ -155,6 +155,27 @@ def _build_parser() -> argparse.ArgumentParser:
     pack.add_argument("--out", required=True, help="folder to write (e.g. nasbench/tables/nb201-digits)")
     pack.add_argument("--name", help="benchmark name (default: the folder name of --out)")
 
+    teacher = sub.add_parser("teacher", help="train a small BERT teacher on your text (for --strategy autodistil)")
+    teacher_sub = teacher.add_subparsers(dest="teacher_command", metavar="ACTION", parser_class=_Parser)
+    tt = teacher_sub.add_parser("train", help="masked-LM training of a BERT on a text file into a checkpoint folder",
+                                description="Learn a WordPiece vocabulary from the text, train a BERT of the given "
+                                            "shape by masked-language modelling (BERT's 15%-of-tokens rule) and "
+                                            "write a Hugging Face BERT checkpoint directory (config.json, "
+                                            "model.safetensors, "
+                                            "vocab.txt) that nas search --strategy autodistil --teacher DIR reads.")
+    tt.add_argument("--data", metavar="FILE|DIR", help="UTF-8 text (default: the embedded English text)")
+    tt.add_argument("--out", required=True, metavar="DIR", help="checkpoint directory to write (must not exist)")
+    for flag, default, what in (("--layers", 12, "layers"), ("--hidden", 96, "hidden size"),
+                                ("--heads", 12, "attention heads"), ("--head-size", 8, "head size"),
+                                ("--ffn", 384, "FFN width"), ("--steps", 400, "training steps"),
+                                ("--vocab-size", 4000, "WordPiece vocabulary size"),
+                                ("--seq-len", 64, "tokens per sequence"), ("--batch-size", 32, "batch size"),
+                                ("--seed", 0, "seed")):
+        tt.add_argument(flag, type=int, default=default, help=f"{what} (default {default})")
+    tt.add_argument("--lr", type=float, default=5e-4, help="AdamW learning rate (default 5e-4)")
+    tt.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
+    tt.add_argument("--quiet", action="store_true", help="no console output")
+
     sub.add_parser("list", help="list spaces, strategies, datasets, searchers and config presets")
 
     config = sub.add_parser("config", help="document the config keys")
@@ -189,6 +210,19 @@ def _build_parser() -> argparse.ArgumentParser:
     ctl.add_argument("--out", help="also write the combined table of all runs to this JSON file")
     ctl.add_argument("--quiet", action="store_true", help="no console output")
 
+    st = analyze_sub.add_parser(
+        "students", help="AutoDistil: do inherited-weight losses rank students as stand-alone training does?",
+        description="Draw students from a finished autodistil run's sub-spaces, score each by its held-out "
+                    "distillation loss with the weights inherited from its SuperLM, train each stand-alone from the "
+                    "teacher's slice for a SuperLM's number of steps and score it again; writes the Kendall tau and "
+                    "Spearman (bootstrap intervals; overall and within each sub-space) to analysis/students.json "
+                    "with a scatter plot.")
+    st.add_argument("run_dir", metavar="RUN_DIR", help="a run directory of nas search --strategy autodistil")
+    st.add_argument("--students", type=int, default=20, help="students drawn (default 20)")
+    st.add_argument("--seed", type=int, default=0, help="seed of the draw and the bootstrap (default 0)")
+    st.add_argument("--out", help="folder for students.json/.png (default RUN_DIR/analysis)")
+    st.add_argument("--quiet", action="store_true", help="no console output")
+
     arch = sub.add_parser("arch", help="inspect architectures")
     arch_sub = arch.add_subparsers(dest="arch_command", metavar="ACTION", parser_class=_Parser)
     info = arch_sub.add_parser("info", help="params, FLOPs and canonical form of an arch")
@@ -200,6 +234,8 @@ def _build_parser() -> argparse.ArgumentParser:
     info.add_argument("--layers", type=int, help="darts: cells of the evaluation network (default 20)")
     info.add_argument("--width-mult", type=float, help="mobilenet: width multiplier (default 1.0)")
     info.add_argument("--schedule", help="mobilenet: stride schedule cifar or imagenet (default: by image size)")
+    info.add_argument("--seq-len", type=int, default=128, help="transformer: tokens per sequence of the FLOPs count "
+                                                               "(default 128)")
     info.add_argument("--json", action="store_true", help="print JSON")
     return parser
 
@@ -211,7 +247,7 @@ def _config_flag(parser: argparse.ArgumentParser, flag: str, key: str, note: str
 
     from .schema import SCHEMA
 
-    option = SCHEMA[key]
+    option = SCHEMA[key] if key in SCHEMA else _strategy_option(key)
     accepted = option.accepted(null=False) if not callable(option.choices) else None  # registry names: nas list
     if option.kind == "bool":
         kwargs.setdefault("action", "store_true")
@@ -222,6 +258,14 @@ def _config_flag(parser: argparse.ArgumentParser, flag: str, key: str, note: str
     parts += [note] if note else []
     help_text = "; ".join(parts) + f" ({key}, default {yaml_text(option.default)})"
     parser.add_argument(flag, dest=_flag_dest(flag), help=help_text.replace("%", "%%"), **kwargs)
+
+
+def _strategy_option(key: str):
+    """The typed option of a strategy's key `strategy.<name>` that a search flag sets (`--teacher`)."""
+    import strategies
+
+    name = key.partition(".")[2]
+    return next(entry.options[name] for entry in strategies.entries() if name in entry.options)
 
 
 _SUFFIXES = {"": 1, "K": 10**3, "M": 10**6, "G": 10**9, "T": 10**12}
@@ -290,6 +334,8 @@ _SEARCH_FLAGS: tuple[tuple[str, str, dict], ...] = (
     ("--split", "split.method", {}),
     ("--split-epochs", "split.epochs", {"type": _epoch_list, "metavar": "E1,E2"}),
     ("--latency", "search.latency", {"metavar": "TABLE|MODULE:FN"}),
+    ("--data", "data.path", {"metavar": "FILE|DIR"}),
+    ("--teacher", "strategy.teacher", {"metavar": "DIR"}),
 )
 
 
@@ -304,6 +350,8 @@ _TASKS = {  # classes, input channels, image size of the benchmark tasks
 
 
 def _cmd_search(args: argparse.Namespace, argv: Sequence[str]) -> int:
+    import strategies
+
     from . import components, pipeline, rundir
     from . import config as cfg
 
@@ -327,6 +375,10 @@ def _cmd_search(args: argparse.Namespace, argv: Sequence[str]) -> int:
         config = cfg.resolve(args.config, flags, args.overrides)
         pipeline.check_latency_model(config)  # a bad table or hook stops the command before anything is written
         components.check_supernet(config)  # so do supernet options that cannot run with this strategy
+        if strategies.strategy_class(config["strategy"]["name"]).inputs == "text":
+            from .textsearch import check_inputs
+
+            check_inputs(config)  # the text, the teacher and the limits of a distillation run
         run_path = rundir.create(args.out or rundir.default_run_dir(config), config)
         resume = False
     try:
@@ -616,9 +668,38 @@ def _cmd_config_keys(args: argparse.Namespace) -> int:
     return 0
 
 
+def _text_arch_info(args: argparse.Namespace, space) -> int:
+    """`nas arch info` for a student of a text space: its dims, real-shape params and FLOPs over its teacher."""
+    from searchspaces.transformer import layer_indices
+
+    arch = space.parse(args.arch)
+    teacher = space.teacher
+    dims = space.dims(arch)
+    info = {"space": space.name, "arch": arch.to_string(), **dims, "teacher": teacher.to_json(),
+            "kept_teacher_layers": list(layer_indices(dims["layers"], teacher.layers)),
+            "params": space.params(arch), "params_without_pooler": space.params(arch, pooler=False),
+            "seq_len": args.seq_len, "flops": space.flops(arch, seq_len=args.seq_len)}
+    if args.json:
+        print(json.dumps(info, indent=2))
+        return 0
+    print(f"arch       {info['arch']}  (teacher: BERT-base, {teacher.layers} layers, hidden {teacher.hidden}, "
+          f"{teacher.heads} heads of {teacher.head_size})")
+    print(f"dims       {dims['layers']} layers (teacher layers {info['kept_teacher_layers']}), hidden "
+          f"{dims['hidden']}, {dims['heads']} heads x {teacher.head_size} = attention width {dims['attention']}, "
+          f"FFN {dims['ffn']}")
+    print(f"params     {info['params']:,}  ({info['params'] / 1e6:.2f} M with the pooler; "
+          f"{info['params_without_pooler']:,} without)")
+    print(f"FLOPs      {info['flops']:,}  ({info['flops'] / 1e9:.3f} G multiply-adds per sequence of {args.seq_len} "
+          "tokens; --max-flops uses it)")
+    return 0
+
+
 def _cmd_arch_info(args: argparse.Namespace) -> int:
     import searchspaces
+    import supernets
 
+    if args.space in supernets.names() and supernets.entry(args.space).inputs == "text":
+        return _text_arch_info(args, searchspaces.get(args.space))
     if args.dataset not in _TASKS:
         raise UserError(f"unknown dataset {args.dataset!r} for arch info; accepted: {', '.join(_TASKS)}")
     space = searchspaces.get(args.space)
@@ -689,12 +770,23 @@ def main(argv: Sequence[str] | None = None) -> int:
             path = benchbuild.pack(Path(args.build_dir), Path(args.out), args.name)
             print(f"wrote {path}")
             return 0
+        if args.command == "teacher" and args.teacher_command == "train":
+            from .teacher import train_teacher_dir
+
+            train_teacher_dir(args)
+            return 0
         if args.command == "list":
             return _cmd_list(args)
         if args.command == "config" and args.config_command == "keys":
             return _cmd_config_keys(args)
         if args.command == "analyze" and args.analyze_command == "controller":
             return _cmd_analyze_controller(args, argv)
+        if args.command == "analyze" and args.analyze_command == "students":
+            from .studentrank import rank_students
+
+            rank_students(Path(args.run_dir), args.students, args.seed, args.quiet,
+                          Path(args.out) if args.out else None)
+            return 0
         if args.command == "arch" and args.arch_command == "info":
             return _cmd_arch_info(args)
         parser.print_help(sys.stderr)

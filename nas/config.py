@@ -144,6 +144,7 @@ def resolve(
     names = config
     for layer in user_layers:
         names = merge(names, layer)
+    names = _space_dataset(names, user_layers)
     chosen: dict[str, str] = {}
     for kind, section in (("spaces", "space"), ("strategies", "strategy"), ("datasets", "data")):
         name = names.get(section, {}).get("name") if isinstance(names.get(section), Mapping) else None
@@ -156,6 +157,19 @@ def resolve(
         config = merge(config, layer)
     validate(config)
     return complete(config)
+
+
+def _space_dataset(names: Config, user_layers: list[Config]) -> Config:
+    """Where the user names no dataset (no strategy), the one the space's preset names (the transformer space: text
+    and autodistil), so that the presets of the dataset and the strategy follow the space."""
+    space = names.get("space", {}).get("name") if isinstance(names.get("space"), Mapping) else None
+    preset = _preset("spaces", space) if isinstance(space, str) else {}
+    for section in ("data", "strategy"):
+        given = any(isinstance(layer.get(section), Mapping) and "name" in layer[section] for layer in user_layers)
+        preferred = preset.get(section, {}).get("name") if isinstance(preset.get(section), Mapping) else None
+        if not given and isinstance(preferred, str):
+            names = merge(names, {section: {"name": preferred}})
+    return names
 
 
 def complete(config: Config) -> Config:
@@ -233,6 +247,7 @@ def validate(config: Config) -> None:
                         f"supernet: {', '.join(supernets.names())}")
 
     registered = supernets.entry(space_name)
+    _validate_inputs(config, registered.inputs)
     supernet_options = registered.accepted()
     strategy_options = strategies.strategy_class(strategy_name).OPTIONS
     for key, value in flat.items():
@@ -268,6 +283,26 @@ def validate(config: Config) -> None:
                         f"{space_name} supernet does not (it runs {', '.join(capabilities.paths)}); strategies that "
                         f"fit: {', '.join(fitting)}")
     _validate_combinations(config)
+
+
+def _validate_inputs(config: Config, inputs: str) -> None:
+    """The supernet's input (images or token ids), the strategy's objective and the dataset must agree."""
+    from .schema import TEXT_DATASETS
+
+    space_name, strategy_name, data = config["space"]["name"], config["strategy"]["name"], config["data"]
+    fitting = [n for n in strategies.names() if strategies.strategy_class(n).inputs == inputs]
+    if strategies.strategy_class(strategy_name).inputs != inputs:
+        kind = "token ids (text)" if inputs == "text" else "images"
+        raise UserError(f"strategy {strategy_name} does not train a supernet of {kind}, which space {space_name} "
+                        f"has; strategies that fit: {', '.join(fitting)}")
+    if (data["name"] in TEXT_DATASETS) != (inputs == "text"):
+        accepted = TEXT_DATASETS if inputs == "text" else [d for d in SCHEMA["data.name"].values()
+                                                           if d not in TEXT_DATASETS]
+        raise UserError(f"dataset {data['name']!r} does not fit space {space_name}, whose supernet takes "
+                        f"{'text' if inputs == 'text' else 'images'}; accepted: {', '.join(accepted)}")
+    if data.get("path") is not None and inputs != "text":
+        raise UserError("data.path (--data) gives the text of a text space (transformer); image datasets are found "
+                        "by data.name and data.data_dir")
 
 
 def _validate_combinations(config: Config) -> None:

@@ -131,6 +131,10 @@ def run_search(config: dict, run_path: Path, argv: Sequence[str], quiet: bool = 
 
     `on_epoch(state)` runs after every epoch, once its checkpoint and metrics.csv are written (Ray Tune
     reports and checkpoints there)."""
+    if strategies.strategy_class(config["strategy"]["name"]).inputs == "text":
+        from .textsearch import run_text_search  # teacher, SuperLMs and the task-agnostic search
+
+        return run_text_search(config, run_path, argv, quiet, resume, on_epoch)
     started = time.perf_counter()
     reporter = Reporter(run_path / "log.txt", quiet=quiet)
     try:

@@ -133,3 +133,45 @@ def controller_hidden_states(path: Path, pairs: dict[str, dict[str, Any]], label
                 ax.set_ylabel(f"{kind}\nhidden-state L2 distance")
     fig.tight_layout()
     return save_figure(fig, path)
+
+
+def distillation_curves(path: Path, rows: list[dict[str, Any]], title: str = "") -> Path:
+    """AutoDistil's loss curves: the held-out distillation loss of every SuperLM's largest (solid) and smallest
+    (dashed) student over training steps, one colour per sub-space, log scale."""
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(6, 3.8), dpi=100)
+    names = list(dict.fromkeys(row["subspace"] for row in rows))
+    for index, name in enumerate(names):
+        mine = [row for row in rows if row["subspace"] == name]
+        steps = [row["step"] for row in mine]
+        colour = f"C{index}"
+        ax.plot(steps, [row["heldout_largest"] for row in mine], "-o", color=colour, ms=3, label=f"{name} largest")
+        ax.plot(steps, [row["heldout_smallest"] for row in mine], "--s", color=colour, ms=3,
+                label=f"{name} smallest")
+    ax.set_yscale("log")
+    ax.set_xlabel("training step of the SuperLM")
+    ax.set_ylabel("held-out distillation loss")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=7, ncol=2)
+    ax.set_title(title or "self-attention relation distillation, inherited weights", fontsize=9)
+    fig.tight_layout()
+    return save_figure(fig, path)
+
+
+def student_ranking(path: Path, rows: list[dict[str, Any]], tau: float | None) -> Path:
+    """Inherited-weight vs stand-alone held-out distillation loss of sampled students, one colour per sub-space."""
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(4.8, 4.2), dpi=100)
+    for index, name in enumerate(dict.fromkeys(r["subspace"] for r in rows)):
+        mine = [r for r in rows if r["subspace"] == name]
+        ax.scatter([r["inherited_loss"] for r in mine], [r["standalone_loss"] for r in mine], s=18, color=f"C{index}",
+                   label=name)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("held-out loss, inherited weights (SuperLM)")
+    ax.set_ylabel("held-out loss, trained stand-alone")
+    ax.legend(fontsize=7)
+    ax.grid(alpha=0.3, which="both")
+    ax.set_title(f"Kendall tau {tau:.3f}" if tau is not None else "students", fontsize=9)
+    fig.tight_layout()
+    return save_figure(fig, path)

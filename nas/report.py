@@ -506,9 +506,99 @@ def controller_figure(data: Mapping[str, Any], path: Path) -> Path:
     return save_figure(fig, path)
 
 
+def _millions(value: int) -> str:
+    return f"{value / 1e6:.1f}M"
+
+
+def counts_section(name: str, results: Path, figures: bool = True) -> str:
+    """`counts:transformer`: the Transformer space's parameter counts (`results/transformer_counts.json`, written by
+    benchmarks/transformer_counts.py) against Hugging Face's BertModel, the teacher reproduction, and every
+    sub-space's range from real slice shapes beside the reference's formula and its yaml comments."""
+    data = json.loads((results / f"{name}_counts.json").read_text())
+    ours, hf = data["ours"], data["hugging_face"]
+    lines = ["| BERT-base | ours (real shapes) | `BertModel(BertConfig())` |", "|---|---|---|"]
+    for key, label in (("total", "total"), ("encoder", "encoder"), ("embeddings", "embeddings"),
+                       ("pooler", "pooler")):
+        mine = ours["space.params"] if key == "total" else ours[key]
+        lines.append(f"| {label} | {mine:,} | {hf[key]:,} |" if hf else f"| {label} | {mine:,} | n/a |")
+    text = "\n".join(lines) + "\n"
+    diff = data.get("reproduction_max_abs_diff")
+    if diff:
+        text += ("\nA SuperLM initialised from a random `BertModel(BertConfig())` reproduces it with its largest "
+                 "student: the largest absolute differences are " + ", ".join(f"{k} {v:.1e}" for k, v in diff.items())
+                 + " (float32).\n")
+    lines = ["| sub-space | students | params (real shapes) | params (reference formula) | yaml comment | "
+             "FLOPs, 128 tokens | smallest / largest |", "|---|---|---|---|---|---|---|"]
+    for row in data["subspaces"]:
+        lines.append(f"| {row['subspace']} | {row['students']:,} | {_millions(row['params_min'])} - "
+                     f"{_millions(row['params_max'])} | {_millions(row['formula_min'])} - "
+                     f"{_millions(row['formula_max'])} | {row['yaml_comment'] or '-'} | "
+                     f"{row['flops_min'] / 1e9:.2f}G - {row['flops_max'] / 1e9:.2f}G | {row['smallest']} / "
+                     f"{row['largest']} |")
+    return text + "\n" + "\n".join(lines) + f"\n\nCommand: `{data['command']}`.\n"
+
+
+def _ci(entry: Mapping[str, Any], digits: int = 3) -> str:
+    """A bootstrap entry of `nasbench.ranking_report` (`value`, `ci_low`, `ci_high`) as `v [lo, hi]`."""
+    return _interval({**entry, "mean": entry.get("value")}, digits)
+
+
+def autodistil_section(name: str, results: Path, figures: bool = True) -> str:
+    """`autodistil:NAME`: an AutoDistil run on text (`results/NAME/`: its metrics.csv, arch.json, summary.json and
+    the `nas analyze students` result students.json): the held-out loss of every sub-space's largest and smallest
+    student before and after training, the picks, and the inherited-vs-stand-alone ranking of sampled students."""
+    folder = results / name
+    with open(folder / "metrics.csv", newline="") as fh:
+        import csv
+
+        rows = list(csv.DictReader(fh))
+    arch = json.loads((folder / "arch.json").read_text())
+    summary = json.loads((folder / "summary.json").read_text())
+    lines = ["| sub-space | steps | largest: before -> after | smallest: before -> after | pick | pick's loss | "
+             "params |", "|---|---|---|---|---|---|---|"]
+    picks = {p["subspace"]: p for p in arch["picks"]}
+    for sub in dict.fromkeys(r["subspace"] for r in rows):
+        mine = [r for r in rows if r["subspace"] == sub]
+        first, last = mine[0], mine[-1]
+        pick = picks.get(sub, {})
+        lines.append(f"| {sub} | {last['step']} | {float(first['heldout_largest']):.4f} -> "
+                     f"{float(last['heldout_largest']):.4f} | {float(first['heldout_smallest']):.4f} -> "
+                     f"{float(last['heldout_smallest']):.4f} | {pick.get('arch', '-')} | "
+                     f"{_num(pick.get('heldout_loss'), 4)} | {pick.get('params', 0):,} |")
+    teacher = summary["teacher"]
+    text = (f"Teacher: {teacher['shape']['layers']} layers, hidden {teacher['shape']['hidden']}, "
+            f"{teacher['shape']['heads']} heads of {teacher['shape']['head_size']} ({teacher['source']}"
+            + (f"; held-out masked-LM accuracy {teacher['mlm']['heldout_mlm_acc']:.1f}%" if "mlm" in teacher else "")
+            + f"). Text: {summary['data']['source']}, {summary['data']['tokens']:,} tokens.\n\n"
+            + "\n".join(lines) + "\n")
+    if figures:
+        from . import plots
+
+        plots.distillation_curves(folder / "distillation.png", [
+            {**r, "step": int(r["step"]), "heldout_largest": float(r["heldout_largest"]),
+             "heldout_smallest": float(r["heldout_smallest"])} for r in rows])
+    text += f"\n![held-out distillation loss]({_link(folder / 'distillation.png')})\n"
+    students = folder / "students.json"
+    if students.is_file():
+        data = json.loads(students.read_text())
+        lines = ["| students | Kendall tau | Spearman |", "|---|---|---|",
+                 f"| all {data['all']['n']} | {_ci(data['all']['kendall_tau'])} | "
+                 f"{_ci(data['all']['spearman'])} |"]
+        for sub, part in data["within"].items():
+            lines.append(f"| within {sub} ({part['n']}) | {_ci(part['kendall_tau'])} | "
+                         f"{_ci(part['spearman'])} |")
+        text += ("\nRanking consistency of the task-agnostic search: held-out loss with inherited weights against "
+                 f"the loss after training each student stand-alone ({data['budget']['epochs']} epochs of the run, "
+                 "from the teacher's slice), 95 % bootstrap intervals:\n\n" + "\n".join(lines) + "\n")
+        if (folder / "students.png").is_file():
+            text += f"\n![inherited vs stand-alone]({_link(folder / 'students.png')})\n"
+    return text + f"\nCommands: `{summary.get('command', 'see results/' + name + '/COMMANDS')}`.\n"
+
+
 SECTIONS: dict[str, Callable[[str, Path, bool], str]] = {
     "study": study_section, "benchmark": benchmark_section, "json": json_section, "curves": curves_section,
     "pada": pada_section, "registry": registry_section, "fewshot": fewshot_section, "controller": controller_section,
+    "counts": counts_section, "autodistil": autodistil_section,
 }
 
 

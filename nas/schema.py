@@ -35,10 +35,15 @@ def _strategies() -> tuple[str, ...]:
     return strategies.names()
 
 
+# Datasets of unlabeled text, for spaces whose supernet takes token ids (`supernets.entry(space).inputs == "text"`):
+# `data.path` (a file or folder) or the embedded default; read by nas/data/text.py, not by `nas.data.load`.
+TEXT_DATASETS: tuple[str, ...] = ("text",)
+
+
 def _datasets() -> tuple[str, ...]:
     from . import data
 
-    return tuple(data.DATASETS)
+    return (*data.DATASETS, *TEXT_DATASETS)
 
 
 def _bn_modes() -> tuple[str, ...]:
@@ -54,6 +59,8 @@ SCHEMA: dict[str, Option] = {
                           "strategy", _strategies),
     "data.name": name("digits", "dataset (nas list)", "dataset", _datasets),
     "data.data_dir": path(None, "where cifar/imagenet16 files are (or are downloaded to)"),
+    "data.path": path(None, "data.name=text: a UTF-8 text file or a folder of them (--data); null = the embedded "
+                            "English text (Python's language reference, pydoc_data)"),
     "data.download": flag(False, "fetch cifar10/cifar100 with checksum verification"),
     "data.valid_fraction": number(0.2, "share of the training pool held out for search/evaluation", 0.0, 1.0,
                                   hi_open=True),

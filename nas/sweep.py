@@ -260,7 +260,10 @@ def default_metric(config: Mapping[str, Any]) -> tuple[str, str]:
     if config["rank"]["every"] > 0:
         return "kendall_tau", "max"
     if config["search"]["method"] != "none":
-        return "best_score", "max"
+        import strategies
+
+        text = strategies.strategy_class(config["strategy"]["name"]).inputs == "text"
+        return "best_score", "min" if text else "max"  # a text search's score is its held-out distillation loss
     return "train_loss", "min"
 
 

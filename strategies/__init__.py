@@ -24,6 +24,7 @@ from .differentiable import DARTSStrategy, DrNASStrategy, GDASStrategy, RelaxedS
 from .sandwich import SandwichStrategy
 from .shiftnas import ShiftNASStrategy
 from .enas import ENASStrategy
+from .autodistil import AutoDistilStrategy
 # isort: on
 
 
@@ -51,7 +52,8 @@ def get(name: str, **opts: Any) -> Strategy:
 
 
 __all__ = [
-    "ArchStepContext", "DARTSStrategy", "DESCRIPTIONS", "DrNASStrategy", "descriptions", "ENASStrategy", "entries",
+    "ArchStepContext", "AutoDistilStrategy",
+    "DARTSStrategy", "DESCRIPTIONS", "DrNASStrategy", "descriptions", "ENASStrategy", "entries",
     "entry", "GDASStrategy", "get", "LossContext", "names", "PADAStrategy", "random_search", "register_strategy",
     "regularized_evolution", "RelaxedStrategy", "SandwichStrategy", "search", "SEARCHERS", "SearchResult",
     "ShiftNASStrategy", "StepContext", "Strategy", "StrategyEntry", "strategy_class", "UniformStrategy",

@@ -116,6 +116,10 @@ class Strategy:
     needs_valid_split: bool = False
     # Whether `derive` gives the final arch (a study of picked archs may then run without a search).
     derives_arch: bool = False
+    # What the strategy trains on: "image" (the engine's labelled batches) or "text" (token ids: the strategy brings a
+    # distillation objective, and the face runs its distillation trainer, nas/distill.py). It must match the
+    # supernet's `inputs` (supernets.registry).
+    inputs: str = "image"
     # How many archs the last `derive` scored with the shared weights (ENAS: its samples), for `arch.json`.
     derive_scored: int = 0
 
