@@ -592,7 +592,8 @@ def autodistil_section(name: str, results: Path, figures: bool = True) -> str:
                  "from the teacher's slice), 95 % bootstrap intervals:\n\n" + "\n".join(lines) + "\n")
         if (folder / "students.png").is_file():
             text += f"\n![inherited vs stand-alone]({_link(folder / 'students.png')})\n"
-    return text + f"\nCommands: `{summary.get('command', 'see results/' + name + '/COMMANDS')}`.\n"
+    commands = [line for line in (folder / "COMMANDS").read_text().splitlines() if line.strip()]
+    return text + "\nCommands: " + "; ".join(f"`{c}`" for c in commands) + ".\n"
 
 
 SECTIONS: dict[str, Callable[[str, Path, bool], str]] = {

@@ -60,6 +60,7 @@ def rank_students(run_dir: Path, students: int = 20, seed: int = 0, quiet: bool 
         raise UserError(f"{run_dir} is not a finished nas search --strategy autodistil run (no summary.json or "
                         "another strategy)")
     out = out or run_dir / "analysis"
+    out.mkdir(parents=True, exist_ok=True)
     reporter = Reporter(out / "students.log", quiet=quiet)
     try:
         device = select_device(config["train"]["device"])

@@ -21,6 +21,7 @@ from .nb201 import NB201Space
 from .darts import DartsSpace
 from .mobilenet import MobileNetSpace
 from .nasbench_macro import NASBenchMacroSpace
+from .transformer import TransformerSpace
 # isort: on
 
 
@@ -43,5 +44,6 @@ DESCRIPTIONS: dict[str, str] = descriptions()  # the spaces registered above; la
 
 __all__ = [
     "Arch", "Decision", "FlopsConvention", "Space", "SpaceEntry", "SpaceError", "NB201Space", "DartsSpace",
-    "MobileNetSpace", "NASBenchMacroSpace", "descriptions", "entries", "entry", "get", "names", "register_space",
+    "MobileNetSpace", "NASBenchMacroSpace", "TransformerSpace",
+    "descriptions", "entries", "entry", "get", "names", "register_space",
 ]

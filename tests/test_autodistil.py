@@ -243,3 +243,34 @@ def _csv(path: Path) -> list[dict[str, str]]:
 
 def test_bert_base_teacher_shape_is_the_default():
     assert BERT_BASE.layers == 12 and BERT_BASE.hidden == 768 and set(SUBSPACES) == {"base", "small", "tiny", "full"}
+
+
+def test_analyze_students_ranks_inherited_against_stand_alone_losses(tiny_run):
+    assert main(["analyze", "students", str(tiny_run), "--students", "4", "--quiet"]) == 0
+    result = json.loads((tiny_run / "analysis" / "students.json").read_text())
+    rows = result["rows"]
+    assert len(rows) == 4 and len({r["arch"] for r in rows}) == 4
+    import nasbench
+
+    tau = nasbench.kendall_tau([-r["inherited_loss"] for r in rows], [-r["standalone_loss"] for r in rows])
+    assert result["all"]["kendall_tau"]["value"] == pytest.approx(tau)
+    assert (tiny_run / "analysis" / "students.png").is_file()
+
+
+def test_nas_teacher_train_writes_a_checkpoint_bert_loads(tmp_path):
+    import transformers
+
+    out = tmp_path / "teacher"
+    assert main(["teacher", "train", "--data", str(_text_file(tmp_path)), "--out", str(out), "--layers", "2",
+                 "--hidden", "32", "--heads", "4", "--head-size", "8", "--ffn", "64", "--steps", "30",
+                 "--vocab-size", "200", "--seq-len", "16", "--quiet"]) == 0
+    model = transformers.BertForMaskedLM.from_pretrained(out).eval()
+    from nas.hfbert import load_teacher
+
+    net, _ = load_teacher(out)
+    ids = torch.randint(len((out / "vocab.txt").read_text().splitlines()), (2, 12))
+    with torch.no_grad():
+        ours = net(ids, net.largest()).hidden
+        theirs = model.bert(input_ids=ids).last_hidden_state
+    torch.testing.assert_close(ours, theirs, rtol=0, atol=1e-5)
+    assert main(["teacher", "train", "--out", str(out), "--quiet"]) == 2  # never overwrites

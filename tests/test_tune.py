@@ -69,6 +69,33 @@ def local_ray():
 
 
 @pytest.mark.slow
+def test_autodistil_superlms_run_as_parallel_trials_one_sub_space_each(local_ray, tmp_path):
+    """AutoDistil's K SuperLMs are independent jobs: a sweep over strategy.subspaces runs each as a trial that
+    trains its SuperLM and picks its own student; the best is the lowest held-out distillation loss."""
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text(" ".join(["the cat sat on the mat and the dog ran to it"] * 400) + "\n")
+    small = {"strategy.teacher_layers": 4, "strategy.teacher_hidden": 48, "strategy.teacher_heads": 4,
+             "strategy.teacher_head_size": 12, "strategy.teacher_ffn": 192, "strategy.teacher_steps": 10,
+             "strategy.vocab_size": 100, "strategy.seq_len": 16, "strategy.epoch_steps": 3,
+             "strategy.eval_sequences": 16, "search.budget": 3, "train.batch_size": 8, "train.epochs": 2,
+             "train.threads": 1, "data.path": str(corpus)}
+    sweep = tmp_path / "ad.yaml"
+    sweep.write_text(yaml.safe_dump({"base": {"set": {"space.name": "transformer", "strategy.name": "autodistil",
+                                                      **small}},
+                                     "params": {"strategy.subspaces": ["small", "tiny"]},
+                                     "storage_path": str(tmp_path / "store"), "name": "ad"}, sort_keys=False))
+    assert main(["tune", str(sweep), "--quiet"]) == 0
+    rows = read_csv(tmp_path / "store" / "ad" / "results.csv")
+    assert sorted(r["config/strategy.subspaces"] for r in rows) == ["small", "tiny"]
+    for row in rows:
+        arch = json.loads((Path(row["run_dir"]) / "arch.json").read_text())
+        assert row["status"] == "complete" and arch["subspace"] == row["config/strategy.subspaces"]
+        assert float(row["best_score"]) == pytest.approx(arch["score"], rel=1e-5)  # results.csv rounds
+    best = json.loads((tmp_path / "store" / "ad" / "best.json").read_text())
+    assert best["mode"] == "min" and best["trial_id"] == min(rows, key=lambda r: float(r["best_score"]))["trial_id"]
+
+
+@pytest.mark.slow
 def test_sweep_of_four_trials_writes_results_and_names_the_best(local_ray, tmp_path, capsys):
     sweep = write_sweep(tmp_path / "four.yaml", tmp_path / "store", name="four",
                         params={"strategy.name": ["uniform", "pada"], "seed": [0, 1]},
