@@ -36,12 +36,16 @@ def space_capabilities(name: str) -> list[str]:
 
 def strategies_fitting(space: str) -> list[str]:
     """The registered strategies that run on the space with their default options: the space's supernet runs their
-    kind of path in some build mode, and the strategy accepts the space (`check_space`)."""
+    kind of path in some build mode, takes its kind of input (images or text), and the strategy accepts the space
+    (`check_space`)."""
     if space not in supernets.names():
         return []
-    caps, instance = supernets.entry(space).capabilities, searchspaces.get(space)
+    registered = supernets.entry(space)
+    caps, instance = registered.capabilities, searchspaces.get(space)
     fitting = []
     for entry in strategies.entries():
+        if entry.strategy_class.inputs != registered.inputs:
+            continue
         strategy = entry.create()
         try:
             strategy.check_space(instance)
