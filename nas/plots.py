@@ -160,14 +160,20 @@ def distillation_curves(path: Path, rows: list[dict[str, Any]], title: str = "")
 
 def student_ranking(path: Path, rows: list[dict[str, Any]], tau: float | None) -> Path:
     """Inherited-weight vs stand-alone held-out distillation loss of sampled students, one colour per sub-space."""
+    from matplotlib.ticker import NullFormatter
+
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(4.8, 4.2), dpi=100)
-    for index, name in enumerate(dict.fromkeys(r["subspace"] for r in rows)):
+    order = ["base", "small", "tiny", "full"]  # the colours of distillation_curves for the shipped sub-spaces
+    names = sorted(dict.fromkeys(r["subspace"] for r in rows), key=lambda n: (order.index(n) if n in order else 9, n))
+    for index, name in enumerate(names):
         mine = [r for r in rows if r["subspace"] == name]
         ax.scatter([r["inherited_loss"] for r in mine], [r["standalone_loss"] for r in mine], s=18, color=f"C{index}",
                    label=name)
     ax.set_xscale("log")
     ax.set_yscale("log")
+    for axis in (ax.xaxis, ax.yaxis):
+        axis.set_minor_formatter(NullFormatter())
     ax.set_xlabel("held-out loss, inherited weights (SuperLM)")
     ax.set_ylabel("held-out loss, trained stand-alone")
     ax.legend(fontsize=7)
