@@ -247,7 +247,6 @@ def validate(config: Config) -> None:
                         f"supernet: {', '.join(supernets.names())}")
 
     registered = supernets.entry(space_name)
-    _validate_inputs(config, registered.inputs)
     supernet_options = registered.accepted()
     strategy_options = strategies.strategy_class(strategy_name).OPTIONS
     for key, value in flat.items():
@@ -270,6 +269,7 @@ def validate(config: Config) -> None:
     for key in SCHEMA:
         if key not in flat:
             raise UserError(f"config key {key!r} is missing; add it or leave it to the defaults")
+    _validate_inputs(config, registered.inputs)
     try:  # the strategy says whether it fits the space (its options' values are checked above)
         strategy = strategies.get(strategy_name, **{k: v for k, v in config["strategy"].items() if k != "name"})
         strategy.check_space(searchspaces.get(space_name))

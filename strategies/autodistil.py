@@ -84,14 +84,14 @@ class AutoDistilStrategy(Strategy):
         "teacher_heads": integer(12, "attention heads of that teacher", 1),
         "teacher_head_size": integer(8, "head size of that teacher (BERT-base: 64)", 1),
         "teacher_ffn": integer(384, "FFN width of that teacher (BERT-base: 3072)", 1),
-        "teacher_steps": integer(400, "masked-language-model steps that train that teacher", 1),
+        "teacher_steps": integer(300, "masked-language-model steps that train that teacher", 1),
         "teacher_lr": number(5e-4, "AdamW learning rate of that teacher's masked-language-model training", 0.0,
                              lo_open=True),
         "vocab_size": integer(4000, "WordPiece vocabulary learnt from the data for that teacher", 16),
-        "seq_len": integer(64, "tokens per sequence, [CLS] and [SEP] included (the reference: 128)", 8),
-        "epoch_steps": integer(None, "steps of an epoch of every SuperLM (each on a fresh shuffle); null: one pass "
-                                     "over the training sequences", 1, nullable=True),
-        "eval_sequences": integer(256, "held-out sequences that score students (the search, the loss curves)", 1),
+        "seq_len": integer(32, "tokens per sequence, [CLS] and [SEP] included (the reference: 128)", 8),
+        "epoch_steps": integer(20, "steps of an epoch of every SuperLM (each on a fresh shuffle); null: one pass "
+                                   "over the training sequences (the reference)", 1, nullable=True),
+        "eval_sequences": integer(128, "held-out sequences that score students (the search, the loss curves)", 1),
     }
 
     def __init__(self, **opts: Any):

@@ -283,8 +283,10 @@ def test_search_flags_take_help_and_default_from_the_schema():
     parser = _build_parser()
     search = parser._subparsers._group_actions[0].choices["search"]
     actions = {a.option_strings[0]: a for a in search._actions if a.option_strings}
-    for flag, key, _ in _SEARCH_FLAGS:
-        option, help_text = schema.SCHEMA[key], actions[flag].help
+    from nas.cli import _strategy_option
+
+    for flag, key, _ in _SEARCH_FLAGS:  # a run key, or a strategy's (--teacher: strategy.teacher)
+        option, help_text = schema.SCHEMA.get(key) or _strategy_option(key), actions[flag].help
         assert option.help in help_text.replace("%%", "%") and f"({key}, default {yaml_text(option.default)})" in \
             help_text, flag
         if option.kind in ("int", "float") and option.range is not None:
