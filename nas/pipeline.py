@@ -20,6 +20,7 @@ from .engine import PathCosts, Trainer, TrainState
 from .errors import UserError
 from .io import atomic_write_json, atomic_write_text
 from .latency import load_latency
+from .limits import search_limits, within
 from .progress import Reporter
 from .rank import choose_archs, load_benchmark, truth_dataset
 from .runtime import STREAM_MONITOR, STREAM_SEARCH, derive_seed, select_device
@@ -27,15 +28,6 @@ from .runtime import STREAM_MONITOR, STREAM_SEARCH, derive_seed, select_device
 STREAM_FLOPS_REFERENCE = 21  # the uniform reference sample of the sampled-FLOPs histogram
 STREAM_SAMPLE_CHECK = 22  # the uniformly sampled archs of the post-training check (eval.sample_check)
 REFERENCE_MAX = 20_000  # at most this many uniform reference archs (analytic FLOPs cost up to ~0.3 ms each)
-
-
-def _limits(config: dict) -> dict[str, int]:
-    """The params/FLOPs limits of the post-training search that are set (`--max-params`, `--max-flops`).
-
-    A FLOPs limit is compared with the space's `flops`; for NB201 that is NAS-Bench-201's own convention (its
-    published MFLOPs x 1e6, pooling not counted), not `macs`, so a budget reads like the benchmark's figures."""
-    sc = config["search"]
-    return {kind: sc[f"max_{kind}"] for kind in ("params", "flops") if sc[f"max_{kind}"] is not None}
 
 
 def _latency(config: dict, space) -> Callable[[Any], float] | None:
@@ -54,21 +46,12 @@ def check_latency_model(config: dict) -> None:
     _latency(config, searchspaces.get(config["space"]["name"]))
 
 
-def _within(space, task: dict[str, Any], limits: dict[str, int], latency: Callable[[Any], float] | None = None,
-            max_latency: float | None = None) -> Callable[[Any], bool]:
-    def allowed(arch) -> bool:
-        if latency is not None and latency(arch) > max_latency:
-            return False
-        return all(getattr(space, kind)(arch, **task) <= limit for kind, limit in limits.items())
-    return allowed
-
-
 def _constraint(config: dict, space, task: dict[str, Any]) -> Callable[[Any], bool] | None:
     """`allowed(arch)` for every limit of the run (params, FLOPs, latency), or None without limits."""
-    limits, latency = _limits(config), _latency(config, space)
+    limits, latency = search_limits(config), _latency(config, space)
     if not limits and latency is None:
         return None
-    return _within(space, task, limits, latency, config["search"]["max_latency"])
+    return within(space, task, limits, latency, config["search"]["max_latency"])
 
 
 def check_limits(config: dict, space, task: dict[str, Any]) -> None:
@@ -77,7 +60,7 @@ def check_limits(config: dict, space, task: dict[str, Any]) -> None:
     allowed = _constraint(config, space, task)
     if allowed is None or config["search"]["method"] == "none":
         return
-    limits = _limits(config)
+    limits = search_limits(config)
     smallest = space.smallest(**task)
     if allowed(smallest):
         return
@@ -342,7 +325,7 @@ def _pick_arch(config: dict, net, space, strategy, bundle, reporter: Reporter) -
     elif sc["method"] == "none":
         return None
     else:
-        limits = _limits(config)
+        limits = search_limits(config)
 
         def on_result(n: int, arch, score: float) -> None:
             reporter.live(f"search {n}/{sc['budget']}  {score:.2f}%  {arch.to_string()}")

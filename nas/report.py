@@ -33,6 +33,7 @@ anything (exit 1 if so), which is what the test suite runs, so tables cannot dri
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import math
 import re
@@ -549,8 +550,6 @@ def autodistil_section(name: str, results: Path, figures: bool = True) -> str:
     student before and after training, the picks, and the inherited-vs-stand-alone ranking of sampled students."""
     folder = results / name
     with open(folder / "metrics.csv", newline="") as fh:
-        import csv
-
         rows = list(csv.DictReader(fh))
     arch = json.loads((folder / "arch.json").read_text())
     summary = json.loads((folder / "summary.json").read_text())

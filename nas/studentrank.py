@@ -23,6 +23,7 @@ import supernets
 from searchspaces.transformer import TransformerSpace
 
 from . import checkpoint, plots, rundir
+from .components import strategy_options
 from .distill import DistillTrainer, HeldOut
 from .errors import UserError
 from .io import atomic_write_json
@@ -66,8 +67,7 @@ def rank_students(run_dir: Path, students: int = 20, seed: int = 0, quiet: bool 
         device = select_device(config["train"]["device"])
         seed_everything(config["seed"], config["train"]["deterministic"])
         teacher, _, text, _ = obtain_teacher(config, run_dir, device, reporter)
-        opts = {k: v for k, v in config["strategy"].items() if k != "name"}
-        probe = get_strategy("autodistil", **opts)
+        probe = get_strategy("autodistil", **strategy_options(config))
         space = TransformerSpace(teacher=teacher.teacher)
         subspaces = probe.subspaces(space)
         held_out = HeldOut(teacher, teacher.largest(), text.valid[:config["strategy"]["eval_sequences"]],

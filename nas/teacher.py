@@ -13,6 +13,7 @@ it, as from any local BERT checkpoint.
 
 from __future__ import annotations
 
+import dataclasses
 import tempfile
 import time
 from dataclasses import dataclass
@@ -149,10 +150,35 @@ def check_teacher_shape(hidden: int, heads: int, head_size: int, prefix: str) ->
                         "(a BERT's head size is hidden / heads)")
 
 
+def teacher_shape(layers: int, hidden: int, heads: int, head_size: int, ffn: int, vocab_size: int, seq_len: int,
+                  prefix: str) -> Teacher:
+    """The shape of a teacher trained here (`prefix` names its options in errors): positions for `seq_len`, at
+    least BERT's 128."""
+    check_teacher_shape(hidden, heads, head_size, prefix)
+    return Teacher(layers=layers, hidden=hidden, heads=heads, head_size=head_size, intermediate=ffn,
+                   vocab_size=vocab_size, max_positions=max(seq_len, 128))
+
+
+def train_and_export(out: Path, shape: Teacher, tokenizer, text, vocab_file: Path, steps: int, lr: float,
+                     batch_size: int, seed: int, device: torch.device, reporter: Reporter) -> TeacherResult:
+    """Train a teacher of `shape` by masked-LM on `text` (nas.data.text.TextData) and write it to `out` as a
+    Hugging Face BertForMaskedLM directory (with `vocab_file`)."""
+    from . import hfbert
+
+    reporter.info(f"training a teacher on {text.source} ({len(text.train):,} sequences of {text.seq_len} tokens, "
+                  f"vocabulary {len(tokenizer):,}): {shape.layers} layers, hidden {shape.hidden}, {shape.heads} "
+                  f"heads of {shape.head_size}, FFN {shape.intermediate}, {steps} masked-LM steps")
+    special = [tokenizer.pad_id, tokenizer.unk_id, tokenizer.cls_id, tokenizer.sep_id, tokenizer.mask_id]
+    result = train_teacher(shape, text.train, text.valid, special, tokenizer.mask_id, steps, lr, batch_size, seed,
+                           device, reporter)
+    hfbert.export_teacher_dir(out, result.net, vocab_file, lowercase=True,
+                              mlm_head_state=result.head.hf_state(result.net.word_embeddings.weight))
+    return result
+
+
 def train_teacher_dir(args) -> Path:
     """`nas teacher train`: learn a vocabulary from `args.data` (default: the embedded text), train a teacher of
     the given shape and write it to `args.out` as a Hugging Face BERT checkpoint directory."""
-    from . import hfbert
     from .data.text import embedded_text, load_text, read_text
     from .data.wordpiece import WordPieceTokenizer, build_vocab
     from .runtime import select_device
@@ -162,28 +188,21 @@ def train_teacher_dir(args) -> Path:
             raise UserError(f"--{flag.replace('_', '-')} must be a positive integer, got {getattr(args, flag)}")
     if args.seq_len < 8 or not args.lr > 0:
         raise UserError(f"--seq-len takes 8 or more tokens and --lr a positive rate, got {args.seq_len} and {args.lr}")
-    check_teacher_shape(args.hidden, args.heads, args.head_size, "--")
+    shape = teacher_shape(args.layers, args.hidden, args.heads, args.head_size, args.ffn, 0, args.seq_len, "--")
     out = Path(args.out)
     if out.exists():
         raise UserError(f"--out {out} already exists; give a new directory")
     device = select_device(args.device)
     text = embedded_text()[0] if args.data is None else read_text(args.data)
+    reporter = Reporter(None, quiet=args.quiet)
     with tempfile.TemporaryDirectory() as scratch:
         tokenizer = WordPieceTokenizer(build_vocab(text, args.vocab_size))
         vocab_file = Path(scratch) / "vocab.txt"
         tokenizer.save(vocab_file)
         data = load_text(args.data, tokenizer, args.seq_len, 0.1, args.seed, None)
-        shape = Teacher(layers=args.layers, hidden=args.hidden, heads=args.heads, head_size=args.head_size,
-                        intermediate=args.ffn, vocab_size=len(tokenizer), max_positions=max(args.seq_len, 128))
-        reporter = Reporter(None, quiet=args.quiet)
-        reporter.info(f"training a teacher on {data.source} ({len(data.train):,} sequences of {args.seq_len} "
-                      f"tokens, vocabulary {len(tokenizer):,}): {shape.layers} layers, hidden {shape.hidden}, "
-                      f"{shape.heads} heads of {shape.head_size}, FFN {shape.intermediate}, {args.steps} steps")
-        special = [tokenizer.pad_id, tokenizer.unk_id, tokenizer.cls_id, tokenizer.sep_id, tokenizer.mask_id]
-        result = train_teacher(shape, data.train, data.valid, special, tokenizer.mask_id, args.steps, args.lr,
-                               args.batch_size, args.seed, device, reporter)
-        hfbert.export_teacher_dir(out, result.net, vocab_file, lowercase=True,
-                                  mlm_head_state=result.head.hf_state(result.net.word_embeddings.weight))
+        shape = dataclasses.replace(shape, vocab_size=len(tokenizer))
+        result = train_and_export(out, shape, tokenizer, data, vocab_file, args.steps, args.lr, args.batch_size,
+                                  args.seed, device, reporter)
     reporter.info(f"wrote {out} (held-out masked-LM accuracy {result.rows[-1]['heldout_mlm_acc']:.1f}%); use it with "
                   f"nas search --space transformer --strategy autodistil --teacher {out}")
     reporter.close()

@@ -31,22 +31,23 @@ import supernets
 from searchspaces.transformer import Teacher, TransformerSpace
 
 from . import checkpoint, plots, rundir
+from .components import strategy_options
 from .data.text import TextData, check_vocab, embedded_text, load_text, read_text
 from .data.wordpiece import WordPieceTokenizer, build_vocab
 from .distill import DistillTrainer, HeldOut
 from .engine import TrainState
 from .errors import UserError
 from .io import atomic_write_json
+from .limits import search_limits, within
 from .progress import Reporter
 from .runtime import STREAM_SEARCH, derive_seed, seed_everything, select_device
-from .teacher import check_teacher_shape, train_teacher
+from .teacher import teacher_shape, train_and_export
 
 STREAM_TEACHER = 31
 
 
 def _strategy(config: dict):
-    opts = {k: v for k, v in config["strategy"].items() if k != "name"}
-    return strategies.get(config["strategy"]["name"], **opts)
+    return strategies.get(config["strategy"]["name"], **strategy_options(config))
 
 
 def _own_text(config: dict) -> str:
@@ -74,19 +75,15 @@ def obtain_teacher(config: dict, run_path: Path, device: torch.device, reporter:
         reporter.info(f"teacher {info['dir']}: {ckpt.teacher.layers} layers, hidden {ckpt.teacher.hidden}, "
                       f"{ckpt.teacher.heads} heads of {ckpt.teacher.head_size}, vocabulary {ckpt.teacher.vocab_size:,}")
         return net.to(device), tokenizer, text, info
-    check_teacher_shape(so["teacher_hidden"], so["teacher_heads"], so["teacher_head_size"], "strategy.teacher_")
-    vocab = build_vocab(_own_text(config), so["vocab_size"])
-    tokenizer = WordPieceTokenizer(vocab)
+    tokenizer = WordPieceTokenizer(build_vocab(_own_text(config), so["vocab_size"]))
+    shape = _own_shape(config, len(tokenizer))
     vocab_file = run_path / "data" / "vocab.txt"
     tokenizer.save(vocab_file)
     text = load_text(data["path"], tokenizer, so["seq_len"], data["valid_fraction"], data["split_seed"],
                      run_path / "data")
-    shape = Teacher(layers=so["teacher_layers"], hidden=so["teacher_hidden"], heads=so["teacher_heads"],
-                    head_size=so["teacher_head_size"], intermediate=so["teacher_ffn"], vocab_size=len(tokenizer),
-                    max_positions=max(so["seq_len"], 128), type_vocab_size=2)
-    result = _train_own_teacher(config, shape, tokenizer, text, device, reporter)
-    hfbert.export_teacher_dir(own_dir, result.net, vocab_file, lowercase=True,
-                              mlm_head_state=result.head.hf_state(result.net.word_embeddings.weight))
+    result = train_and_export(own_dir, shape, tokenizer, text, vocab_file, so["teacher_steps"], so["teacher_lr"],
+                              config["train"]["batch_size"], derive_seed(config["seed"], STREAM_TEACHER), device,
+                              reporter)
     atomic_write_json(run_path / "teacher_training.json", {"rows": result.rows, "seconds": round(result.seconds, 1),
                                                            "shape": shape.to_json()})
     info = {"source": "trained by this run", "dir": str(own_dir), "shape": shape.to_json(),
@@ -107,11 +104,7 @@ def check_inputs(config: dict) -> None:
         if config["data"]["path"] is not None:
             read_text(config["data"]["path"])
     else:
-        check_teacher_shape(so["teacher_hidden"], so["teacher_heads"], so["teacher_head_size"], "strategy.teacher_")
-        vocab = build_vocab(_own_text(config), so["vocab_size"])
-        shape = Teacher(layers=so["teacher_layers"], hidden=so["teacher_hidden"], heads=so["teacher_heads"],
-                        head_size=so["teacher_head_size"], intermediate=so["teacher_ffn"], vocab_size=len(vocab),
-                        max_positions=max(so["seq_len"], 128))
+        shape = _own_shape(config, len(build_vocab(_own_text(config), so["vocab_size"])))
     _check_positions(so["seq_len"], shape)
     try:
         subspaces = probe.subspaces(TransformerSpace(teacher=shape))
@@ -126,40 +119,24 @@ def _check_positions(seq_len: int, teacher: Teacher) -> None:
                         f"strategy.seq_len <= {teacher.max_positions}")
 
 
-def _train_own_teacher(config: dict, shape: Teacher, tokenizer: WordPieceTokenizer, text: TextData,
-                       device: torch.device, reporter: Reporter):
+def _own_shape(config: dict, vocab_size: int) -> Teacher:
+    """The shape of the teacher a run trains itself (`strategy.teacher_*`)."""
     so = config["strategy"]
-    reporter.info(f"training a teacher on {text.source} ({len(text.train):,} sequences of {text.seq_len} tokens): "
-                  f"{shape.layers} layers, hidden {shape.hidden}, {shape.heads} heads of {shape.head_size}, "
-                  f"{so['teacher_steps']} masked-LM steps")
-    special = [tokenizer.pad_id, tokenizer.unk_id, tokenizer.cls_id, tokenizer.sep_id, tokenizer.mask_id]
-    return train_teacher(shape, text.train, text.valid, special, tokenizer.mask_id, so["teacher_steps"],
-                         so["teacher_lr"], config["train"]["batch_size"], derive_seed(config["seed"], STREAM_TEACHER),
-                         device, reporter)
-
-
-def _limits(config: dict) -> dict[str, int]:
-    sc = config["search"]
-    return {kind: sc[f"max_{kind}"] for kind in ("params", "flops") if sc[f"max_{kind}"] is not None}
+    return teacher_shape(so["teacher_layers"], so["teacher_hidden"], so["teacher_heads"], so["teacher_head_size"],
+                         so["teacher_ffn"], vocab_size, so["seq_len"], "strategy.teacher_")
 
 
 def _cost_task(config: dict) -> dict[str, Any]:
     return {"seq_len": config["strategy"]["seq_len"]}
 
 
-def _allowed(space: TransformerSpace, limits: dict[str, int], task: dict[str, Any]) -> Callable[[Any], bool] | None:
-    if not limits:
-        return None
-    return lambda arch: all(getattr(space, kind)(arch, **task) <= limit for kind, limit in limits.items())
-
-
 def check_limits(config: dict, subspaces: dict[str, TransformerSpace]) -> None:
     """Refuse, before any SuperLM trains, limits that no student of any sub-space meets."""
-    limits, task = _limits(config), _cost_task(config)
+    limits, task = search_limits(config), _cost_task(config)
     if not limits or config["search"]["method"] == "none":
         return
     for sub in subspaces.values():
-        allowed = _allowed(sub, limits, task)
+        allowed = within(sub, task, limits)
         if any(allowed(arch) for arch in sub.enumerate()):
             return
     smallest = {name: {kind: getattr(sub, kind)(sub.smallest(), **task) for kind in limits}
@@ -204,7 +181,8 @@ def _search(config: dict, name: str, sub: TransformerSpace, net, held_out: HeldO
     sc, task = config["search"], _cost_task(config)
     if sc["method"] == "none":
         return None
-    allowed = _allowed(sub, _limits(config), task)
+    limits = search_limits(config)
+    allowed = within(sub, task, limits) if limits else None
     rng = np.random.default_rng(derive_seed(config["seed"], STREAM_SEARCH))
     kwargs = {"population": sc["population"], "sample_size": sc["sample_size"]} if sc["method"] == "evolution" else {}
 
