@@ -14,6 +14,7 @@ from scipy import stats
 import nasbench
 from nasbench import BenchmarkError, bootstrap, kendall_tau, pearson, precision_at_k, ranking_report, spearman
 from nasbench import top1_regret as regret
+from nasbench.weighted import Plan
 
 
 def tied_pair(n: int, seed: int, decimals: int = 1) -> tuple[np.ndarray, np.ndarray]:
@@ -25,19 +26,29 @@ def tied_pair(n: int, seed: int, decimals: int = 1) -> tuple[np.ndarray, np.ndar
 
 
 # --- agreement with scipy -----------------------------------------------------------------------------------
+def weighted_point(pred, true) -> tuple[float, float, float]:
+    """Kendall, Spearman and Pearson by our weighted form at unit weights: what every bootstrap resample runs."""
+    plan = Plan(np.asarray(pred, dtype=float), np.asarray(true, dtype=float))
+    ones = np.ones((1, len(pred)), dtype=np.int64)
+    return float(plan.kendall(ones)[0]), float(plan.spearman(ones)[0]), float(plan.pearson(ones)[0])
+
+
 @pytest.mark.parametrize("n", [2, 3, 7, 50, 999, 15625])
 def test_correlations_match_scipy_with_ties(n):
     pred, true = tied_pair(n, seed=n)
     assert len(np.unique(pred)) < n or n < 10  # ties really occur
-    assert kendall_tau(pred, true) == pytest.approx(stats.kendalltau(pred, true).statistic, abs=1e-12)
-    assert spearman(pred, true) == pytest.approx(stats.spearmanr(pred, true).statistic, abs=1e-12)
-    assert pearson(pred, true) == pytest.approx(stats.pearsonr(pred, true).statistic, abs=1e-12)
+    expected = (stats.kendalltau(pred, true).statistic, stats.spearmanr(pred, true).statistic,
+                stats.pearsonr(pred, true).statistic)
+    assert (kendall_tau(pred, true), spearman(pred, true), pearson(pred, true)) == pytest.approx(expected, abs=1e-12)
+    # the bootstrap's own form agrees with scipy too
+    assert weighted_point(pred, true) == pytest.approx(expected, abs=1e-12)
 
 
 def test_kendall_matches_scipy_heavy_ties_and_no_ties():
     rng = np.random.default_rng(7)
     pred, true = rng.integers(0, 4, 3000), rng.integers(0, 3, 3000)  # almost everything tied
     assert kendall_tau(pred, true) == pytest.approx(stats.kendalltau(pred, true).statistic, abs=1e-12)
+    assert weighted_point(pred, true)[0] == pytest.approx(stats.kendalltau(pred, true).statistic, abs=1e-12)
     pred = rng.normal(size=15625)
     true = pred + rng.normal(size=15625)
     assert kendall_tau(pred, true) == pytest.approx(stats.kendalltau(pred, true).statistic, abs=1e-12)
@@ -59,7 +70,7 @@ def test_kendall_tau_b_by_hand():
     assert kendall_tau([1, 2, 3, 3, 4], [2, 1, 3, 4, 4]) == pytest.approx(2 / 3, abs=1e-15)
     # pred = [1, 1, 2], true = [5, 5, 6]: (0,1) tied in both, (0,2) (1,2) C.
     # n_c = 2, n_d = 0, n0 = 3, n1 = 1, n2 = 1: tau_b = 2 / sqrt(2 * 2) = 1 (tau-a would be 2/3).
-    assert kendall_tau([1, 1, 2], [5, 5, 6]) == 1.0
+    assert kendall_tau([1, 1, 2], [5, 5, 6]) == pytest.approx(1.0, abs=1e-15)
 
 
 def test_spearman_uses_average_ranks_by_hand():
