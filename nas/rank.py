@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -23,6 +24,9 @@ from .errors import UserError
 from .io import atomic_write_json, atomic_write_text
 from .progress import ETA, Reporter, format_seconds
 from .runtime import derive_seed, select_device
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 STREAM_RANK = 12
 
@@ -168,6 +172,25 @@ def rank_run(run_path: Path, benchmark: str, dataset: str | None = None, archs: 
         return result
     finally:
         reporter.close()
+
+
+def read_ranking(path: str | Path) -> pd.DataFrame:
+    """What `nas rank` wrote, as a pandas DataFrame for notebooks: one row per ranked arch (index `arch`), columns
+    `supernet_score`, `true_acc` (NaN where the benchmark has none) and, for few-shot runs, `sub_supernet`.
+
+    `path` is a run or `nas rank --out` directory holding ranking.csv, or the CSV itself; the frame's `attrs`
+    carry ranking.json (metrics with intervals, benchmark, protocol) when it lies beside the CSV."""
+    import pandas as pd
+
+    path = Path(path)
+    file = path / "ranking.csv" if path.is_dir() else path
+    if not file.is_file():
+        raise UserError(f"{file} does not exist; expected a run directory ranked by nas rank, or its ranking.csv")
+    frame = pd.read_csv(file, index_col="arch", dtype={"sub_supernet": str})
+    summary = file.with_name("ranking.json")
+    if summary.is_file():
+        frame.attrs.update(json.loads(summary.read_text()))
+    return frame
 
 
 def _write_csv(path: Path, archs: list[str], scores: np.ndarray, truth: np.ndarray,

@@ -28,9 +28,12 @@ import shutil
 import tempfile
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 from .errors import BenchmarkError
 from .keys import key_function
@@ -225,15 +228,24 @@ class Benchmark:
         column = self._column(dataset, metric)
         return float(column[self.index_of(arch)])
 
-    def query_many(self, archs: Iterable[Any], dataset: str, metric: str, missing: str = "raise") -> np.ndarray:
+    def query_many(self, archs: Iterable[Any], dataset: str, metric: str, missing: str = "raise",
+                   as_frame: bool = False) -> np.ndarray | pd.Series:
         """`query` for many archs at once: one dict lookup per arch, then one fancy-index into the column.
 
         `missing="raise"` (default) raises on an arch that is not in the table; `missing="nan"` gives NaN for it.
+        `as_frame=True` returns a pandas Series named `dataset:metric`, indexed by the canonical arch strings (NaN
+        index entries stay as given where `missing="nan"` found no row), for joins in notebooks.
         """
         if missing not in ("raise", "nan"):
             raise BenchmarkError(f"missing={missing!r} is not accepted; accepted: 'raise', 'nan'")
         column = self._column(dataset, metric)
         archs = archs if isinstance(archs, (list, tuple)) else list(archs)
+        if as_frame:
+            import pandas as pd
+
+            values = self.query_many(archs, dataset, metric, missing)
+            names = [self._key_or_given(a) for a in archs]
+            return pd.Series(values, index=pd.Index(names, name=ARCH_COLUMN), name=f"{self._dataset(dataset)}:{metric}")
         index = self._index
         try:
             rows = np.fromiter((index[a] for a in archs), dtype=np.intp, count=len(archs))
@@ -242,6 +254,18 @@ class Benchmark:
         out = column[np.maximum(rows, 0)]
         out[rows < 0] = np.nan
         return out
+
+    def to_pandas(self) -> pd.DataFrame:
+        """The whole table as a pandas DataFrame: one row per arch (index `arch`, canonical strings, table order),
+        columns a MultiIndex `(dataset, metric)`, NaN where missing; `bench.to_pandas()["cifar10"]` is one dataset.
+        A copy: editing it does not change the benchmark."""
+        import pandas as pd
+
+        keys = list(self._columns)
+        frame = pd.DataFrame({key: np.array(self._columns[key]) for key in keys},
+                             index=pd.Index(self._archs, name=ARCH_COLUMN))
+        frame.columns = pd.MultiIndex.from_tuples(keys, names=["dataset", "metric"])
+        return frame
 
     def best(self, dataset: str, metric: str = "test_acc") -> tuple[str, float]:
         """The arch with the largest `metric` on `dataset` and that value (ties: first in table order)."""
@@ -280,6 +304,13 @@ class Benchmark:
                 f"unknown metric {metric!r} for {self.name} on {dataset}; accepted: {', '.join(self._metrics[dataset])}"
             )
         return column
+
+    def _key_or_given(self, arch: Any) -> str:
+        """The canonical string of `arch`, or its own spelling where it has none (a missing arch)."""
+        try:
+            return self._archs[self.index_of(arch)]
+        except BenchmarkError:
+            return arch.to_string() if hasattr(arch, "to_string") else str(arch)
 
     def _row_or_missing(self, arch: Any, missing: str) -> int:
         try:
